@@ -1,0 +1,117 @@
+import { Agent, type Dispatcher, request } from "undici";
+import { parseRetryAfter } from "./retry-after.js";
+import { SIGNATURE_HEADER, sign } from "./signature.js";
+
+/** How a signed POST ended, in the protocol's terms: 2xx done, 5xx/408/429/network retry, other 4xx rejected. */
+export type Outcome =
+  | { kind: "delivered"; status: number; body: string }
+  | { kind: "retry"; status?: number; reason: string; retryAfterMs?: number; body?: string }
+  | { kind: "rejected"; status: number; reason: string; body: string };
+
+export interface SentRequest {
+  /** The exact bytes that were signed and sent. */
+  bytes: Buffer;
+  signature: string;
+  durationMs: number;
+}
+
+export interface PostSignedOptions {
+  url: string;
+  secret: string;
+  /** An object is serialised once with JSON.stringify; bytes are sent as they are. */
+  payload: unknown;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+  dispatcher?: Dispatcher;
+}
+
+/** The first KiB of an answer is enough to say why it failed, and bounds what we keep. */
+const ANSWER_KEEP = 1024;
+const DEFAULT_TIMEOUT_MS = 15_000;
+
+// One keep-alive pool per process: forwarding thousands of messages must not open a connection each.
+let sharedAgent: Agent | undefined;
+export function defaultDispatcher(): Agent {
+  sharedAgent ??= new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 300_000, connections: 128 });
+  return sharedAgent;
+}
+
+export function serialisePayload(payload: unknown): Buffer {
+  if (payload instanceof Uint8Array) return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (typeof payload === "string") return Buffer.from(payload, "utf8");
+  return Buffer.from(JSON.stringify(payload), "utf8");
+}
+
+export function classifyStatus(status: number, body: string, retryAfter?: string | string[]): Outcome {
+  if (status >= 200 && status < 300) return { kind: "delivered", status, body };
+  if (status >= 500 || status === 408 || status === 429) {
+    const retryAfterMs = parseRetryAfter(retryAfter);
+    return {
+      kind: "retry",
+      status,
+      reason: `HTTP ${status}`,
+      body,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    };
+  }
+  return { kind: "rejected", status, reason: `HTTP ${status}`, body };
+}
+
+async function readLimited(body: Dispatcher.ResponseData["body"], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    if (size < limit) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    // Keep draining past the limit so the connection can be reused.
+  }
+  return Buffer.concat(chunks).subarray(0, limit).toString("utf8");
+}
+
+/**
+ * POSTs a payload to a protocol endpoint, signed with `X-Reamaze-Hmac-SHA256` over the exact bytes sent.
+ * Never throws for network trouble: every ending is an Outcome.
+ */
+export async function postSigned(opts: PostSignedOptions): Promise<Outcome & SentRequest> {
+  const bytes = serialisePayload(opts.payload);
+  const signature = sign(bytes, opts.secret);
+  const started = performance.now();
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+  const sent = (o: Outcome) => ({ ...o, bytes, signature, durationMs: performance.now() - started });
+  try {
+    const res = await request(opts.url, {
+      method: "POST",
+      body: bytes,
+      signal,
+      dispatcher: opts.dispatcher ?? defaultDispatcher(),
+      headers: {
+        "content-type": "application/json",
+        "user-agent": "smsbridge",
+        ...opts.headers,
+        [SIGNATURE_HEADER]: signature,
+      },
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+    const body = await readLimited(res.body, ANSWER_KEEP);
+    return sent(classifyStatus(res.statusCode, body, res.headers["retry-after"]));
+  } catch (err) {
+    if (opts.signal?.aborted) return sent({ kind: "retry", reason: "aborted by caller" });
+    if (timeout.aborted) return sent({ kind: "retry", reason: `timed out after ${timeoutMs} ms` });
+    const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+    const code = e.code ?? e.cause?.code;
+    if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+      return sent({ kind: "retry", reason: `timed out after ${timeoutMs} ms` });
+    }
+    if (code === "ERR_INVALID_URL" || code === "UND_ERR_INVALID_ARG" || err instanceof TypeError) {
+      // A URL that cannot be requested will not get better by retrying.
+      return sent({ kind: "rejected", status: 0, reason: `cannot request ${opts.url}: ${e.message}`, body: "" });
+    }
+    return sent({ kind: "retry", reason: `network error: ${code ?? e.message}` });
+  }
+}
