@@ -1,0 +1,110 @@
+import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
+
+/**
+ * Migrations live in code (not files) so the compiled package carries them. Append only; never edit a
+ * migration that has shipped. Types are chosen to mean the same on SQLite and PostgreSQL.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: migrations run before the typed schema exists
+type Db = Kysely<any>;
+
+const initial: Migration = {
+  async up(db: Db) {
+    const pg = isPostgres(db);
+    const idType = pg ? "bigserial" : "integer";
+    const blob = pg ? "bytea" : "blob";
+    await db.schema
+      .createTable("messages")
+      .addColumn("id", sql.raw(idType), (c) => (pg ? c.primaryKey() : c.primaryKey().autoIncrement()))
+      .addColumn("channel_id", "text", (c) => c.notNull())
+      .addColumn("direction", "text", (c) => c.notNull())
+      .addColumn("provider", "text", (c) => c.notNull())
+      .addColumn("provider_message_id", "text")
+      .addColumn("customer", "text", (c) => c.notNull())
+      .addColumn("channel_number", "text", (c) => c.notNull())
+      .addColumn("body", "text", (c) => c.notNull())
+      .addColumn("thread_id", "text")
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .addColumn("delivery_state", "text")
+      .addColumn("delivery_status", "text")
+      .addColumn("delivery_error", "text")
+      .addColumn("delivery_updated_at", "bigint")
+      .addColumn("meta", "text")
+      .execute();
+    // Deduplication of provider webhooks: one inbound message per provider message id and channel.
+    await sql`CREATE UNIQUE INDEX messages_inbound_dedupe ON messages (channel_id, provider, provider_message_id) WHERE direction = 'inbound'`.execute(
+      db,
+    );
+    await db.schema
+      .createTable("outbox")
+      .addColumn("id", sql.raw(idType), (c) => (pg ? c.primaryKey() : c.primaryKey().autoIncrement()))
+      .addColumn("message_id", "bigint", (c) => c.notNull())
+      .addColumn("channel_id", "text", (c) => c.notNull())
+      .addColumn("payload", sql.raw(blob), (c) => c.notNull())
+      .addColumn("state", "text", (c) => c.notNull())
+      .addColumn("attempts", "integer", (c) => c.notNull().defaultTo(0))
+      .addColumn("next_attempt_at", "bigint", (c) => c.notNull())
+      .addColumn("claim_token", "text")
+      .addColumn("queued_at", "bigint", (c) => c.notNull())
+      .addColumn("last_status", "integer")
+      .addColumn("last_error", "text")
+      .addColumn("last_answer", "text")
+      .addColumn("finished_at", "bigint")
+      .execute();
+    // Claims read only due pending rows in due order: a partial index keeps that O(log n) however large the
+    // delivered history grows.
+    await sql`CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state = 'pending'`.execute(db);
+    await sql`CREATE INDEX outbox_dead ON outbox (channel_id, finished_at) WHERE state = 'dead'`.execute(db);
+    await sql`CREATE INDEX outbox_pending_channel ON outbox (channel_id, queued_at) WHERE state = 'pending'`.execute(
+      db,
+    );
+    await db.schema
+      .createTable("provider_refs")
+      .addColumn("channel_id", "text", (c) => c.notNull())
+      .addColumn("provider", "text", (c) => c.notNull())
+      .addColumn("provider_message_id", "text", (c) => c.notNull())
+      .addColumn("message_id", "bigint", (c) => c.notNull())
+      .addPrimaryKeyConstraint("provider_refs_pk", ["channel_id", "provider", "provider_message_id"])
+      .execute();
+    await db.schema
+      .createTable("threads")
+      .addColumn("channel_id", "text", (c) => c.notNull())
+      .addColumn("customer", "text", (c) => c.notNull())
+      .addColumn("thread_id", "text", (c) => c.notNull())
+      .addColumn("last_activity", "bigint", (c) => c.notNull())
+      .addPrimaryKeyConstraint("threads_pk", ["channel_id", "customer"])
+      .execute();
+    await db.schema
+      .createTable("opt_outs")
+      .addColumn("channel_id", "text", (c) => c.notNull())
+      .addColumn("customer", "text", (c) => c.notNull())
+      .addColumn("opted_out", "integer", (c) => c.notNull())
+      .addColumn("keyword", "text", (c) => c.notNull())
+      .addColumn("updated_at", "bigint", (c) => c.notNull())
+      .addPrimaryKeyConstraint("opt_outs_pk", ["channel_id", "customer"])
+      .execute();
+    await db.schema
+      .createTable("replies")
+      .addColumn("channel_id", "text", (c) => c.notNull())
+      .addColumn("body_hash", "text", (c) => c.notNull())
+      .addColumn("state", "text", (c) => c.notNull())
+      .addColumn("created_at", "bigint", (c) => c.notNull())
+      .addColumn("lease_until", "bigint", (c) => c.notNull())
+      .addColumn("answer_status", "integer")
+      .addColumn("answer_body", "text")
+      .addColumn("message_id", "bigint")
+      .addPrimaryKeyConstraint("replies_pk", ["channel_id", "body_hash"])
+      .execute();
+  },
+};
+
+function isPostgres(db: Db): boolean {
+  return db.getExecutor().adapter.constructor.name.startsWith("Postgres");
+}
+
+export const migrations: Record<string, Migration> = {
+  "0001_initial": initial,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

@@ -1,0 +1,664 @@
+import { randomUUID } from "node:crypto";
+import { type Kysely, Migrator, sql, type Transaction } from "kysely";
+import { type KeywordAction, keywordAction } from "../core/optout.js";
+import { type ThreadingConfig, threadFor } from "../core/threading.js";
+import { GroupCommit } from "./group-commit.js";
+import { migrationProvider } from "./migrations.js";
+import type { Database, MessageDirection } from "./schema.js";
+
+export type Dialect = "sqlite" | "postgres";
+
+/** A customer's message, ready to be committed together with its outbox row. */
+export interface IngestItem {
+  channelId: string;
+  provider: string;
+  providerMessageId: string;
+  customer: string;
+  channelNumber: string;
+  body: string;
+  createdAt: number;
+  meta?: Record<string, unknown>;
+  threading: ThreadingConfig;
+  /** Builds the exact helpdesk-bound bytes once the thread is known (inside the transaction). */
+  payload(threadId: string | undefined): Buffer;
+}
+
+export type IngestResult =
+  | { status: "stored"; messageId: number; threadId?: string; keyword?: KeywordAction }
+  | { status: "duplicate" };
+
+export interface SentRecord {
+  channelId: string;
+  direction: Exclude<MessageDirection, "inbound">;
+  provider: string;
+  customer: string;
+  channelNumber: string;
+  body: string;
+  threadId?: string | null;
+  providerIds: string[];
+  createdAt: number;
+  /** For `outbound` (sent by another system): the helpdesk copy to forward with direction "outbound". */
+  payload?(threadId: string | undefined): Buffer;
+  /** Make this thread the customer's current one (staff replies). */
+  adoptThread?: boolean;
+}
+
+export interface ClaimedRow {
+  id: number;
+  messageId: number;
+  channelId: string;
+  payload: Buffer;
+  attempts: number;
+  queuedAt: number;
+  token: string;
+}
+
+export interface OutboxRow {
+  id: number;
+  message_id: number;
+  channel_id: string;
+  payload: Buffer;
+  state: string;
+  attempts: number;
+  next_attempt_at: number;
+  queued_at: number;
+  last_status: number | null;
+  last_error: string | null;
+  last_answer: string | null;
+  finished_at: number | null;
+}
+
+export interface ChannelStats {
+  channelId: string;
+  pending: number;
+  oldestPendingAt: number | null;
+  dead: number;
+}
+
+export type ReplyClaim =
+  | { kind: "new" }
+  | { kind: "done"; status: number; body: string }
+  | { kind: "busy" }
+  | { kind: "interrupted" };
+
+export interface StoreOptions {
+  /** How many group-commit transactions may run at once (SQLite has one writer: 1). */
+  commitConcurrency?: number;
+  maxBatch?: number;
+}
+
+const REPLY_WINDOW_MS = 24 * 3_600_000;
+
+/**
+ * The bridge's persistence: one Kysely query layer over SQLite and PostgreSQL. Every write that
+ * acknowledges something to someone is committed before the method resolves.
+ */
+export class Store {
+  private readonly ingestQueue: GroupCommit<IngestItem, IngestResult>;
+
+  constructor(
+    readonly db: Kysely<Database>,
+    readonly dialect: Dialect,
+    private readonly onClose: () => Promise<void>,
+    opts: StoreOptions = {},
+  ) {
+    this.ingestQueue = new GroupCommit(
+      (items) => this.db.transaction().execute((trx) => this.ingestBatch(trx, items)),
+      {
+        concurrency: opts.commitConcurrency ?? (dialect === "sqlite" ? 1 : 4),
+        maxBatch: opts.maxBatch ?? 256,
+      },
+    );
+  }
+
+  async migrate(): Promise<string[]> {
+    const migrator = new Migrator({ db: this.db, provider: migrationProvider });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) throw error;
+    return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+  }
+
+  /** Database reachable and every migration applied (readiness). */
+  async ready(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    try {
+      const migrator = new Migrator({ db: this.db, provider: migrationProvider });
+      const pending = (await migrator.getMigrations()).filter((m) => !m.executedAt);
+      if (pending.length)
+        return { ok: false, reason: `migrations not applied: ${pending.map((m) => m.name).join(", ")}` };
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, reason: `database unreachable: ${(e as Error).message}` };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.ingestQueue.drain();
+    await this.onClose();
+  }
+
+  // ---- inbound -------------------------------------------------------------------------------------------
+
+  /** Dedupes, stores the message and its outbox row in one transaction shared with concurrent callers. */
+  ingest(item: IngestItem): Promise<IngestResult> {
+    return this.ingestQueue.submit(item);
+  }
+
+  private async ingestBatch(trx: Transaction<Database>, items: IngestItem[]): Promise<IngestResult[]> {
+    const out: IngestResult[] = [];
+    for (const item of items) out.push(await this.ingestOne(trx, item));
+    return out;
+  }
+
+  private async ingestOne(trx: Transaction<Database>, item: IngestItem): Promise<IngestResult> {
+    const existing = await trx
+      .selectFrom("messages")
+      .select("id")
+      .where("channel_id", "=", item.channelId)
+      .where("provider", "=", item.provider)
+      .where("provider_message_id", "=", item.providerMessageId)
+      .where("direction", "=", "inbound")
+      .executeTakeFirst();
+    if (existing) return { status: "duplicate" };
+
+    const current = await this.threadState(trx, item.channelId, item.customer);
+    const { threadId, state } = threadFor(
+      item.threading,
+      item.channelId,
+      item.customer,
+      current,
+      item.createdAt,
+    );
+    const inserted = await trx
+      .insertInto("messages")
+      .values({
+        channel_id: item.channelId,
+        direction: "inbound",
+        provider: item.provider,
+        provider_message_id: item.providerMessageId,
+        customer: item.customer,
+        channel_number: item.channelNumber,
+        body: item.body,
+        thread_id: threadId ?? null,
+        created_at: item.createdAt,
+        delivery_state: null,
+        delivery_status: null,
+        delivery_error: null,
+        delivery_updated_at: null,
+        meta: item.meta ? JSON.stringify(item.meta) : null,
+      })
+      // Two instances racing on the same webhook: the unique index decides, the loser stores nothing.
+      .onConflict((oc) =>
+        // The predicate must be literal SQL: SQLite matches it textually against the partial index.
+        oc
+          .columns(["channel_id", "provider", "provider_message_id"])
+          .where(sql<boolean>`direction = 'inbound'`)
+          .doNothing(),
+      )
+      .returning("id")
+      .executeTakeFirst();
+    if (!inserted) return { status: "duplicate" };
+    if (state) await this.saveThread(trx, item.channelId, item.customer, state.threadId, state.lastActivity);
+    const keyword = keywordAction(item.body);
+    if (keyword === "opt-out" || keyword === "opt-in") {
+      await this.writeOptOut(
+        trx,
+        item.channelId,
+        item.customer,
+        keyword === "opt-out",
+        item.body.trim(),
+        item.createdAt,
+      );
+    }
+    await this.insertOutbox(trx, inserted.id, item.channelId, item.payload(threadId), item.createdAt);
+    return {
+      status: "stored",
+      messageId: inserted.id,
+      ...(threadId ? { threadId } : {}),
+      ...(keyword ? { keyword } : {}),
+    };
+  }
+
+  private async insertOutbox(
+    trx: Transaction<Database>,
+    messageId: number,
+    channelId: string,
+    payload: Buffer,
+    now: number,
+  ) {
+    await trx
+      .insertInto("outbox")
+      .values({
+        message_id: messageId,
+        channel_id: channelId,
+        payload,
+        state: "pending",
+        attempts: 0,
+        next_attempt_at: now,
+        claim_token: null,
+        queued_at: now,
+        last_status: null,
+        last_error: null,
+        last_answer: null,
+        finished_at: null,
+      })
+      .execute();
+  }
+
+  // ---- threads and opt-outs -------------------------------------------------------------------------------
+
+  private async threadState(db: Kysely<Database>, channelId: string, customer: string) {
+    const row = await db
+      .selectFrom("threads")
+      .select(["thread_id", "last_activity"])
+      .where("channel_id", "=", channelId)
+      .where("customer", "=", customer)
+      .executeTakeFirst();
+    return row ? { threadId: row.thread_id, lastActivity: row.last_activity } : undefined;
+  }
+
+  currentThread(channelId: string, customer: string) {
+    return this.threadState(this.db, channelId, customer);
+  }
+
+  private async saveThread(
+    db: Kysely<Database>,
+    channelId: string,
+    customer: string,
+    threadId: string,
+    at: number,
+  ) {
+    await db
+      .insertInto("threads")
+      .values({ channel_id: channelId, customer, thread_id: threadId, last_activity: at })
+      .onConflict((oc) =>
+        oc.columns(["channel_id", "customer"]).doUpdateSet({ thread_id: threadId, last_activity: at }),
+      )
+      .execute();
+  }
+
+  private async writeOptOut(
+    db: Kysely<Database>,
+    channelId: string,
+    customer: string,
+    optedOut: boolean,
+    keyword: string,
+    at: number,
+  ) {
+    const values = { opted_out: optedOut ? 1 : 0, keyword, updated_at: at };
+    await db
+      .insertInto("opt_outs")
+      .values({ channel_id: channelId, customer, ...values })
+      .onConflict((oc) => oc.columns(["channel_id", "customer"]).doUpdateSet(values))
+      .execute();
+  }
+
+  setOptOut(
+    channelId: string,
+    customer: string,
+    optedOut: boolean,
+    keyword: string,
+    at: number,
+  ): Promise<void> {
+    return this.writeOptOut(this.db, channelId, customer, optedOut, keyword, at);
+  }
+
+  async optOut(channelId: string, customer: string): Promise<{ keyword: string; at: number } | undefined> {
+    const row = await this.db
+      .selectFrom("opt_outs")
+      .select(["opted_out", "keyword", "updated_at"])
+      .where("channel_id", "=", channelId)
+      .where("customer", "=", customer)
+      .executeTakeFirst();
+    return row && Number(row.opted_out) === 1 ? { keyword: row.keyword, at: row.updated_at } : undefined;
+  }
+
+  // ---- messages we sent ------------------------------------------------------------------------------------
+
+  /** Records a sent SMS (staff reply or API send), its provider ids for status callbacks, and its outbox copy. */
+  async recordSent(rec: SentRecord): Promise<{ messageId: number; threadId?: string }> {
+    return this.db.transaction().execute(async (trx) => {
+      let threadId = rec.threadId ?? undefined;
+      if (!threadId && rec.direction === "outbound")
+        threadId = (await this.threadState(trx, rec.channelId, rec.customer))?.threadId;
+      const inserted = await trx
+        .insertInto("messages")
+        .values({
+          channel_id: rec.channelId,
+          direction: rec.direction,
+          provider: rec.provider,
+          provider_message_id: rec.providerIds[0] ?? null,
+          customer: rec.customer,
+          channel_number: rec.channelNumber,
+          body: rec.body,
+          thread_id: threadId ?? null,
+          created_at: rec.createdAt,
+          delivery_state: "sent",
+          delivery_status: null,
+          delivery_error: null,
+          delivery_updated_at: rec.createdAt,
+          meta: null,
+        })
+        .returning("id")
+        .executeTakeFirstOrThrow();
+      for (const pid of rec.providerIds) {
+        await trx
+          .insertInto("provider_refs")
+          .values({
+            channel_id: rec.channelId,
+            provider: rec.provider,
+            provider_message_id: pid,
+            message_id: inserted.id,
+          })
+          .onConflict((oc) => oc.doNothing())
+          .execute();
+      }
+      if (threadId && (rec.adoptThread || rec.direction === "outbound")) {
+        await this.saveThread(trx, rec.channelId, rec.customer, threadId, rec.createdAt);
+      }
+      if (rec.payload)
+        await this.insertOutbox(trx, inserted.id, rec.channelId, rec.payload(threadId), rec.createdAt);
+      return { messageId: inserted.id, ...(threadId ? { threadId } : {}) };
+    });
+  }
+
+  /** Applies a delivery report to the message it belongs to; false when no sent message has that id. */
+  async recordDelivery(
+    channelId: string,
+    provider: string,
+    providerMessageId: string,
+    update: { state: string; providerStatus: string; error?: string; at: number },
+  ): Promise<boolean> {
+    const ref = await this.db
+      .selectFrom("provider_refs")
+      .select("message_id")
+      .where("channel_id", "=", channelId)
+      .where("provider", "=", provider)
+      .where("provider_message_id", "=", providerMessageId)
+      .executeTakeFirst();
+    if (!ref) return false;
+    await this.db
+      .updateTable("messages")
+      .set({
+        delivery_state: update.state,
+        delivery_status: update.providerStatus,
+        delivery_error: update.error ?? null,
+        delivery_updated_at: update.at,
+      })
+      .where("id", "=", ref.message_id)
+      .execute();
+    return true;
+  }
+
+  async message(id: number) {
+    return this.db.selectFrom("messages").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  // ---- staff-reply idempotency -----------------------------------------------------------------------------
+
+  /**
+   * Takes the right to send a staff reply identified by (channel, hash of its body bytes). A repeat within
+   * 24 h gets the first answer back; a concurrent repeat is told to wait; a send interrupted by a crash is
+   * never guessed at.
+   */
+  async claimReply(channelId: string, hash: string, now: number, leaseMs: number): Promise<ReplyClaim> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .selectFrom("replies")
+        .selectAll()
+        .where("channel_id", "=", channelId)
+        .where("body_hash", "=", hash)
+        .$if(this.dialect === "postgres", (q) => q.forUpdate())
+        .executeTakeFirst();
+      if (row && now - row.created_at < REPLY_WINDOW_MS) {
+        if (row.state === "done")
+          return { kind: "done", status: row.answer_status ?? 500, body: row.answer_body ?? "" };
+        return row.lease_until > now ? { kind: "busy" } : { kind: "interrupted" };
+      }
+      const values = {
+        state: "sending" as const,
+        created_at: now,
+        lease_until: now + leaseMs,
+        answer_status: null,
+        answer_body: null,
+        message_id: null,
+      };
+      const inserted = await trx
+        .insertInto("replies")
+        .values({ channel_id: channelId, body_hash: hash, ...values })
+        .onConflict((oc) =>
+          row ? oc.columns(["channel_id", "body_hash"]).doUpdateSet(values) : oc.doNothing(),
+        )
+        .returning("body_hash")
+        .executeTakeFirst();
+      // Lost a race with another instance inserting the same reply: it is sending it.
+      return inserted ? { kind: "new" } : { kind: "busy" };
+    });
+  }
+
+  async finishReply(
+    channelId: string,
+    hash: string,
+    status: number,
+    body: string,
+    messageId?: number,
+  ): Promise<void> {
+    await this.db
+      .updateTable("replies")
+      .set({ state: "done", answer_status: status, answer_body: body, message_id: messageId ?? null })
+      .where("channel_id", "=", channelId)
+      .where("body_hash", "=", hash)
+      .execute();
+  }
+
+  /** Forgets a reply attempt that certainly sent nothing (retryable failure), so a repeat may try again. */
+  async abandonReply(channelId: string, hash: string): Promise<void> {
+    await this.db
+      .deleteFrom("replies")
+      .where("channel_id", "=", channelId)
+      .where("body_hash", "=", hash)
+      .execute();
+  }
+
+  // ---- outbox ----------------------------------------------------------------------------------------------
+
+  /**
+   * Claims up to `limit` due rows. A claim moves `next_attempt_at` to the end of the lease, so a row whose
+   * worker died becomes due again by itself, and sets a fresh token that every later write must present
+   * (fencing: a worker whose lease expired can no longer change the row).
+   */
+  async claim(opts: {
+    limit: number;
+    leaseMs: number;
+    now: number;
+    channels?: readonly string[];
+  }): Promise<ClaimedRow[]> {
+    if (opts.channels && opts.channels.length === 0) return [];
+    const token = randomUUID();
+    const leaseEnd = opts.now + opts.leaseMs;
+    let due = this.db
+      .selectFrom("outbox")
+      .select("id")
+      .where("state", "=", "pending")
+      .where("next_attempt_at", "<=", opts.now)
+      .orderBy("next_attempt_at")
+      .orderBy("id")
+      .limit(opts.limit);
+    if (opts.channels) due = due.where("channel_id", "in", opts.channels as string[]);
+    if (this.dialect === "postgres") due = due.forUpdate().skipLocked();
+    const rows = await this.db
+      .updateTable("outbox")
+      .set((eb) => ({ next_attempt_at: leaseEnd, claim_token: token, attempts: eb("attempts", "+", 1) }))
+      .where("id", "in", due)
+      .returning(["id", "message_id", "channel_id", "payload", "attempts", "queued_at"])
+      .execute();
+    return rows
+      .map((r) => ({
+        id: r.id,
+        messageId: r.message_id,
+        channelId: r.channel_id,
+        payload: Buffer.from(r.payload),
+        attempts: r.attempts,
+        queuedAt: r.queued_at,
+        token,
+      }))
+      .sort((a, b) => a.id - b.id);
+  }
+
+  /** Extends a lease still held (heartbeat); false when the claim was lost. */
+  async extendLease(id: number, token: string, until: number): Promise<boolean> {
+    const r = await this.db
+      .updateTable("outbox")
+      .set({ next_attempt_at: until })
+      .where("id", "=", id)
+      .where("claim_token", "=", token)
+      .where("state", "=", "pending")
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async markDelivered(id: number, token: string, status: number, now: number): Promise<boolean> {
+    return this.finishClaim(id, token, {
+      state: "delivered",
+      last_status: status,
+      last_error: null,
+      finished_at: now,
+    });
+  }
+
+  async markRetry(
+    id: number,
+    token: string,
+    nextAt: number,
+    status: number | null,
+    error: string,
+    answer?: string,
+  ): Promise<boolean> {
+    return this.finishClaim(id, token, {
+      next_attempt_at: nextAt,
+      last_status: status,
+      last_error: error,
+      last_answer: answer ?? null,
+      claim_token: null,
+    });
+  }
+
+  async markDead(
+    id: number,
+    token: string,
+    status: number | null,
+    error: string,
+    answer: string,
+    now: number,
+  ): Promise<boolean> {
+    return this.finishClaim(id, token, {
+      state: "dead",
+      last_status: status,
+      last_error: error,
+      last_answer: answer,
+      finished_at: now,
+    });
+  }
+
+  private async finishClaim(
+    id: number,
+    token: string,
+    set: Partial<{
+      state: "delivered" | "dead";
+      next_attempt_at: number;
+      last_status: number | null;
+      last_error: string | null;
+      last_answer: string | null;
+      finished_at: number;
+      claim_token: null;
+    }>,
+  ): Promise<boolean> {
+    const r = await this.db
+      .updateTable("outbox")
+      .set(set)
+      .where("id", "=", id)
+      .where("claim_token", "=", token)
+      .where("state", "=", "pending")
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async channelStats(): Promise<ChannelStats[]> {
+    const pending = await this.db
+      .selectFrom("outbox")
+      .select((eb) => ["channel_id", eb.fn.countAll<number>().as("n"), eb.fn.min("queued_at").as("oldest")])
+      .where("state", "=", "pending")
+      .groupBy("channel_id")
+      .execute();
+    const dead = await this.db
+      .selectFrom("outbox")
+      .select((eb) => ["channel_id", eb.fn.countAll<number>().as("n")])
+      .where("state", "=", "dead")
+      .groupBy("channel_id")
+      .execute();
+    const map = new Map<string, ChannelStats>();
+    const get = (c: string) => {
+      let s = map.get(c);
+      if (!s) map.set(c, (s = { channelId: c, pending: 0, oldestPendingAt: null, dead: 0 }));
+      return s;
+    };
+    for (const r of pending)
+      Object.assign(get(r.channel_id), {
+        pending: Number(r.n),
+        oldestPendingAt: r.oldest === null ? null : Number(r.oldest),
+      });
+    for (const r of dead) get(r.channel_id).dead = Number(r.n);
+    return [...map.values()];
+  }
+
+  async listDead(opts: { channelId?: string; limit?: number } = {}): Promise<OutboxRow[]> {
+    let q = this.db
+      .selectFrom("outbox")
+      .selectAll()
+      .where("state", "=", "dead")
+      .orderBy("id")
+      .limit(opts.limit ?? 100);
+    if (opts.channelId) q = q.where("channel_id", "=", opts.channelId);
+    const rows = await q.execute();
+    return rows.map((r) => ({ ...r, payload: Buffer.from(r.payload) }));
+  }
+
+  async outboxRow(id: number): Promise<OutboxRow | undefined> {
+    const r = await this.db.selectFrom("outbox").selectAll().where("id", "=", id).executeTakeFirst();
+    return r ? { ...r, payload: Buffer.from(r.payload) } : undefined;
+  }
+
+  /** Puts dead rows back in the queue, due now, with a fresh retry budget. */
+  async replayDead(sel: { id?: number; since?: number; all?: boolean }, now: number): Promise<number> {
+    let q = this.db
+      .updateTable("outbox")
+      .set({
+        state: "pending",
+        next_attempt_at: now,
+        queued_at: now,
+        attempts: 0,
+        claim_token: null,
+        finished_at: null,
+      })
+      .where("state", "=", "dead");
+    if (sel.id !== undefined) q = q.where("id", "=", sel.id);
+    else if (sel.since !== undefined) q = q.where("finished_at", ">=", sel.since);
+    else if (!sel.all) return 0;
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  /** Soonest time a pending row becomes due, for the forwarder's sleep. */
+  async nextDue(): Promise<number | undefined> {
+    const r = await this.db
+      .selectFrom("outbox")
+      .select("next_attempt_at")
+      .where("state", "=", "pending")
+      .orderBy("next_attempt_at")
+      .orderBy("id")
+      .limit(1)
+      .executeTakeFirst();
+    return r?.next_attempt_at;
+  }
+}
+
+export { sql };
