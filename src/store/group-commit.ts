@@ -30,7 +30,7 @@ export class GroupCommit<I, R> {
         const batch = this.queue.splice(0, this.opts.maxBatch);
         try {
           const results = await this.commit(batch.map((b) => b.item));
-          batch.forEach((b, i) => b.resolve(results[i] as R));
+          for (const [i, b] of batch.entries()) b.resolve(results[i] as R);
         } catch (e) {
           for (const b of batch) b.reject(e);
         }

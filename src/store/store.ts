@@ -597,8 +597,8 @@ export class Store {
       .execute();
     const map = new Map<string, ChannelStats>();
     const get = (c: string) => {
-      let s = map.get(c);
-      if (!s) map.set(c, (s = { channelId: c, pending: 0, oldestPendingAt: null, dead: 0 }));
+      const s = map.get(c) ?? { channelId: c, pending: 0, oldestPendingAt: null, dead: 0 };
+      map.set(c, s);
       return s;
     };
     for (const r of pending)
