@@ -1,8 +1,10 @@
-import { Command } from "commander";
 import { readFileSync } from "node:fs";
+import { Command } from "commander";
 import { commands } from "./commands/index.js";
 
-const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
 
 const program = new Command("smsbridge")
   .description(

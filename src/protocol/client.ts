@@ -38,7 +38,8 @@ export function defaultDispatcher(): Agent {
 }
 
 export function serialisePayload(payload: unknown): Buffer {
-  if (payload instanceof Uint8Array) return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (payload instanceof Uint8Array)
+    return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
   if (typeof payload === "string") return Buffer.from(payload, "utf8");
   return Buffer.from(JSON.stringify(payload), "utf8");
 }
@@ -110,7 +111,12 @@ export async function postSigned(opts: PostSignedOptions): Promise<Outcome & Sen
     }
     if (code === "ERR_INVALID_URL" || code === "UND_ERR_INVALID_ARG" || err instanceof TypeError) {
       // A URL that cannot be requested will not get better by retrying.
-      return sent({ kind: "rejected", status: 0, reason: `cannot request ${opts.url}: ${e.message}`, body: "" });
+      return sent({
+        kind: "rejected",
+        status: 0,
+        reason: `cannot request ${opts.url}: ${e.message}`,
+        body: "",
+      });
     }
     return sent({ kind: "retry", reason: `network error: ${code ?? e.message}` });
   }

@@ -35,7 +35,12 @@ export interface ErrorBody {
   errors?: FieldError[];
 }
 
-export function sendError(reply: FastifyReply, status: number, error: string, errors?: FieldError[]): FastifyReply {
+export function sendError(
+  reply: FastifyReply,
+  status: number,
+  error: string,
+  errors?: FieldError[],
+): FastifyReply {
   const body: ErrorBody = errors ? { error, errors } : { error };
   return reply.code(status).type("application/json").send(body);
 }

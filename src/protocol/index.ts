@@ -8,6 +8,7 @@ export {
   type SentRequest,
   serialisePayload,
 } from "./client.js";
+export { diagnoseSignature, type SignatureDiagnosis, type SignatureMistake } from "./diagnose.js";
 export {
   DEFAULT_BODY_LIMIT,
   type ErrorBody,

@@ -12,6 +12,9 @@ const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2
 /** Parses an ISO 8601 timestamp as the protocol writes it (also "+0000"), or returns undefined. */
 export function parseIsoTimestamp(value: string): Date | undefined {
   if (!ISO_8601.test(value)) return undefined;
+  // Date rolls 2019-02-30 over to March 2; a day past the month's end is a wrong timestamp, not a later one.
+  const [y = 0, m = 0, day = 0] = value.slice(0, 10).split("-").map(Number);
+  if (m < 1 || m > 12 || day < 1 || day > new Date(Date.UTC(y, m, 0)).getUTCDate()) return undefined;
   const normalised = value.replace(/([+-]\d{2})(\d{2})$/, "$1:$2").replace(/([+-]\d{2})$/, "$1:00");
   const d = new Date(normalised);
   return Number.isNaN(d.getTime()) ? undefined : d;
@@ -35,7 +38,9 @@ export const partySchema = z
 
 const timestampSchema = z
   .string({ error: "must be a string" })
-  .refine((v) => parseIsoTimestamp(v) !== undefined, { error: "not ISO 8601 (e.g. 2019-08-06T23:21:15+0000)" });
+  .refine((v) => parseIsoTimestamp(v) !== undefined, {
+    error: "not ISO 8601 (e.g. 2019-08-06T23:21:15+0000)",
+  });
 
 const attachmentsSchema = z.array(
   z.string({ error: "must be a URL string" }).refine((v) => /^https?:\/\/[^\s]+$/i.test(v), {
@@ -58,7 +63,10 @@ export const incomingSmsSchema = z
     attachments: attachmentsSchema.optional(),
     thread_id: nonEmpty("thread_id").max(255, { error: "longer than 255 characters" }).optional(),
     created_at: timestampSchema.optional(),
-    assignee: z.object({ email: z.string({ error: "must be a string" }) }).loose().optional(),
+    assignee: z
+      .object({ email: z.string({ error: "must be a string" }) })
+      .loose()
+      .optional(),
   })
   .loose()
   .superRefine((v, ctx) => {
@@ -97,11 +105,22 @@ export interface FieldError {
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; errors: FieldError[] };
 
-function toFieldErrors(error: z.ZodError): FieldError[] {
+/** The value at `path` in `input`, or undefined when any step is absent. */
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let node = input;
+  for (const key of path) {
+    if (typeof node !== "object" || node === null) return undefined;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return node;
+}
+
+function toFieldErrors(error: z.ZodError, input: unknown): FieldError[] {
   return error.issues.map((issue) => {
     const path = issue.path.length ? issue.path.map(String).join(".") : "(root)";
     // zod says "Invalid input: expected string, received undefined" for a missing key; people read "required".
-    const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;
+    // (zod 4 leaves `issue.input` out unless asked, so look the value up in the input.)
+    const missing = issue.code === "invalid_type" && valueAt(input, issue.path) === undefined;
     return { path, message: missing ? "required" : issue.message };
   });
 }
@@ -112,7 +131,7 @@ function validator<S extends z.ZodType>(schema: S) {
       return { ok: false, errors: [{ path: "(root)", message: "must be a JSON object" }] };
     }
     const r = schema.safeParse(input);
-    return r.success ? { ok: true, value: r.data } : { ok: false, errors: toFieldErrors(r.error) };
+    return r.success ? { ok: true, value: r.data } : { ok: false, errors: toFieldErrors(r.error, input) };
   };
 }
 

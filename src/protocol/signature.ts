@@ -8,7 +8,9 @@ export type Bytes = Uint8Array | string;
 
 function toBuffer(bytes: Bytes): Buffer {
   // A string is taken as UTF-8 — the encoding JSON travels in. Callers holding received bytes pass them as-is.
-  return typeof bytes === "string" ? Buffer.from(bytes, "utf8") : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return typeof bytes === "string"
+    ? Buffer.from(bytes, "utf8")
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function digest(bytes: Buffer, secret: string): Buffer {
@@ -39,7 +41,11 @@ export function decodeSignature(header: string): Buffer | undefined {
  * Compares digests in constant time and always computes all of them, so timing says nothing about which
  * secret (if any) was close.
  */
-export function verify(bytes: Bytes, header: string | string[] | null | undefined, secrets: readonly string[]): VerifyResult {
+export function verify(
+  bytes: Bytes,
+  header: string | string[] | null | undefined,
+  secrets: readonly string[],
+): VerifyResult {
   if (secrets.length === 0) return { ok: false, reason: "no-secrets" };
   const value = Array.isArray(header) ? header[0] : header;
   if (value === undefined || value === null || value.trim() === "") return { ok: false, reason: "missing" };

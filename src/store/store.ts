@@ -81,6 +81,20 @@ export type ReplyClaim =
   | { kind: "busy" }
   | { kind: "interrupted" };
 
+interface FinishOp {
+  id: number;
+  token: string;
+  set: Partial<{
+    state: "delivered" | "dead";
+    next_attempt_at: number;
+    last_status: number | null;
+    last_error: string | null;
+    last_answer: string | null;
+    finished_at: number;
+    claim_token: null;
+  }>;
+}
+
 export interface StoreOptions {
   /** How many group-commit transactions may run at once (SQLite has one writer: 1). */
   commitConcurrency?: number;
@@ -95,6 +109,7 @@ const REPLY_WINDOW_MS = 24 * 3_600_000;
  */
 export class Store {
   private readonly ingestQueue: GroupCommit<IngestItem, IngestResult>;
+  private readonly finishQueue: GroupCommit<FinishOp, boolean>;
 
   constructor(
     readonly db: Kysely<Database>,
@@ -104,6 +119,19 @@ export class Store {
   ) {
     this.ingestQueue = new GroupCommit(
       (items) => this.db.transaction().execute((trx) => this.ingestBatch(trx, items)),
+      {
+        concurrency: opts.commitConcurrency ?? (dialect === "sqlite" ? 1 : 4),
+        maxBatch: opts.maxBatch ?? 256,
+      },
+    );
+    // Delivery outcomes are group-committed too: one fsync per batch of finished deliveries, not per message.
+    this.finishQueue = new GroupCommit(
+      (ops) =>
+        this.db.transaction().execute(async (trx) => {
+          const out: boolean[] = [];
+          for (const op of ops) out.push(await this.applyFinish(trx, op));
+          return out;
+        }),
       {
         concurrency: opts.commitConcurrency ?? (dialect === "sqlite" ? 1 : 4),
         maxBatch: opts.maxBatch ?? 256,
@@ -133,6 +161,7 @@ export class Store {
 
   async close(): Promise<void> {
     await this.ingestQueue.drain();
+    await this.finishQueue.drain();
     await this.onClose();
   }
 
@@ -559,24 +588,16 @@ export class Store {
     });
   }
 
-  private async finishClaim(
-    id: number,
-    token: string,
-    set: Partial<{
-      state: "delivered" | "dead";
-      next_attempt_at: number;
-      last_status: number | null;
-      last_error: string | null;
-      last_answer: string | null;
-      finished_at: number;
-      claim_token: null;
-    }>,
-  ): Promise<boolean> {
-    const r = await this.db
+  private finishClaim(id: number, token: string, set: FinishOp["set"]): Promise<boolean> {
+    return this.finishQueue.submit({ id, token, set });
+  }
+
+  private async applyFinish(trx: Transaction<Database>, op: FinishOp): Promise<boolean> {
+    const r = await trx
       .updateTable("outbox")
-      .set(set)
-      .where("id", "=", id)
-      .where("claim_token", "=", token)
+      .set(op.set)
+      .where("id", "=", op.id)
+      .where("claim_token", "=", op.token)
       .where("state", "=", "pending")
       .executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;

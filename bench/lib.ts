@@ -1,0 +1,229 @@
+// Shared bench harness: servers in child processes, autocannon load, and a common result shape.
+// Servers run in their own process so the load generator and the server do not share one event loop.
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+
+export interface BenchResult {
+  name: string;
+  value: number;
+  unit: string;
+  /** What the value is measured against, e.g. raw createHmac or a bare node:http server. */
+  baseline?: { name: string; value: number };
+  /** value / baseline.value (filled in by `withBaseline` or by run.ts when absent). */
+  ratio?: number;
+  note?: string;
+}
+
+export interface Server {
+  url: string;
+  close: () => Promise<void>;
+}
+
+export interface ChildServer extends Server {
+  pid: number;
+}
+
+/** Attaches a baseline and its ratio to a result. */
+export function withBaseline(result: BenchResult, baseline: { name: string; value: number }): BenchResult {
+  return { ...result, baseline, ratio: baseline.value === 0 ? undefined : result.value / baseline.value };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Starts a server under test as a child process and waits until its output matches `readyRegex`.
+ * The URL is the regex's `url` named group, else its first group, else the first http(s) URL in the match.
+ */
+export async function startChild(
+  cmd: string[],
+  env: Record<string, string | undefined> = {},
+  readyRegex: RegExp = /(https?:\/\/[^\s"']+)/,
+  timeoutMs = 30_000,
+): Promise<ChildServer> {
+  const [file, ...args] = cmd;
+  if (!file) throw new Error("startChild: empty command");
+  const child = spawn(file, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      void stopChild(child);
+      reject(
+        new Error(`${cmd.join(" ")} did not print ${readyRegex} within ${timeoutMs} ms. Output:\n${output}`),
+      );
+    }, timeoutMs);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString("utf8");
+      const m = readyRegex.exec(output);
+      if (!m) return;
+      const found = m.groups?.url ?? m[1] ?? /https?:\/\/[^\s"']+/.exec(m[0])?.[0];
+      if (!found) return;
+      clearTimeout(timer);
+      // Keep draining so a chatty server never blocks on a full pipe.
+      output = "";
+      resolve(found);
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(
+        new Error(`${cmd.join(" ")} exited (${code ?? signal}) before it was ready. Output:\n${output}`),
+      );
+    });
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+  child.stdout?.resume();
+  child.stderr?.resume();
+  return { url, pid: child.pid ?? -1, close: () => stopChild(child) };
+}
+
+// The physical limit: node:http that reads the body and answers 200, nothing else.
+const BARE_SERVER = `
+const http = require("node:http");
+const server = http.createServer((req, res) => {
+  req.on("data", () => {});
+  req.on("end", () => { res.writeHead(200, { "content-type": "application/json" }); res.end('{"ok":true}'); });
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, "127.0.0.1", () => console.log("listening http://127.0.0.1:" + server.address().port));
+`;
+
+/** A bare node:http server in a child process: the baseline every HTTP measurement is compared with. */
+export function startBare(): Promise<ChildServer> {
+  return startChild([process.execPath, "-e", BARE_SERVER], {}, /listening (http:\/\/\S+)/);
+}
+
+export interface LoadRequest {
+  method?: string;
+  path?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+}
+
+export interface LoadOptions {
+  url: string;
+  connections?: number;
+  durationSec?: number;
+  /** Called for every request, so each one may differ (fresh ids, signatures). */
+  requests: () => LoadRequest;
+}
+
+export interface LoadResult {
+  /** Completed requests per second over the whole run. */
+  rps: number;
+  /** Latency percentiles, ms. */
+  p50: number;
+  p99: number;
+  /** Connection errors and timeouts. */
+  errors: number;
+  non2xx: number;
+  total: number;
+}
+
+interface AutocannonResult {
+  requests: { total: number };
+  latency: { p50: number; p99: number };
+  duration: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+}
+interface AutocannonOptions {
+  url: string;
+  connections: number;
+  duration: number;
+  requests: Array<{ setupRequest: (req: Record<string, unknown>) => Record<string, unknown> }>;
+}
+type Autocannon = (opts: AutocannonOptions) => Promise<AutocannonResult>;
+
+// autocannon ships no types; a narrow local signature keeps `any` out.
+const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
+
+/** Drives `url` with autocannon for `durationSec`, each request built by `requests()`. */
+export async function load(opts: LoadOptions): Promise<LoadResult> {
+  const base = new URL(opts.url);
+  const result = await autocannon({
+    url: base.origin,
+    connections: opts.connections ?? 50,
+    duration: opts.durationSec ?? 5,
+    requests: [
+      {
+        setupRequest: (req) => {
+          const r = opts.requests();
+          const body =
+            r.body === undefined ? undefined : Buffer.isBuffer(r.body) ? r.body : Buffer.from(r.body);
+          return {
+            ...req,
+            method: r.method ?? "POST",
+            path: r.path ?? (base.pathname + base.search || "/"),
+            headers: { ...(body ? { "content-type": "application/json" } : {}), ...r.headers },
+            ...(body ? { body } : {}),
+          };
+        },
+      },
+    ],
+  });
+  return {
+    rps: result.duration > 0 ? result.requests.total / result.duration : 0,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+    total: result.requests.total,
+  };
+}
+
+/**
+ * The load generator's own ceiling: autocannon against the bare server. A server under test cannot be
+ * measured faster than this on this machine; results near it mean the generator, not the server, was the limit.
+ */
+export async function measureSelf(durationSec = 3): Promise<BenchResult[]> {
+  const bare = await startBare();
+  try {
+    const r = await load({
+      url: bare.url,
+      durationSec,
+      requests: () => ({ method: "POST", body: '{"id":"1"}' }),
+    });
+    const note = `${availableParallelism()} CPUs; p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}`;
+    return [
+      {
+        name: "load generator ceiling (bare node:http, 50 conns)",
+        value: Math.round(r.rps),
+        unit: "req/s",
+        note,
+      },
+    ];
+  } finally {
+    await bare.close();
+  }
+}
+
+/** Runs `fn` repeatedly for about `seconds` and returns operations per second. */
+export function opsPerSec(fn: () => unknown, seconds = 3): number {
+  // Warm up so the JIT has settled before the measured window.
+  const warmEnd = performance.now() + 200;
+  while (performance.now() < warmEnd) fn();
+  let ops = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let now = start;
+  while (now < end) {
+    for (let i = 0; i < 1000; i++) fn();
+    ops += 1000;
+    now = performance.now();
+  }
+  return ops / ((now - start) / 1000);
+}

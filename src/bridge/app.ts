@@ -1,0 +1,236 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Writable } from "node:stream";
+import Fastify, { type FastifyInstance, LogController } from "fastify";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { toE164 } from "../core/phone.js";
+import { sendError, signedBody } from "../protocol/fastify.js";
+import { createHttpClient } from "../providers/http.js";
+import { registerPhoneNetwork, type PhoneNetwork } from "../providers/simulator/network.js";
+import type { Store } from "../store/store.js";
+import { openStore } from "../store/open.js";
+import { buildChannels, type Channel } from "./channels.js";
+import { configSecrets, type LoadedConfig } from "./config.js";
+import { Forwarder } from "./forwarder.js";
+import { registerInbound } from "./inbound.js";
+import { createLogger } from "./logger.js";
+import { registerDevPage } from "./dev-page.js";
+import { createMetrics, type Metrics } from "./metrics.js";
+import { helpdeskPayload } from "./payload.js";
+import { publicRequestUrl } from "./public-url.js";
+import { registerReply } from "./reply.js";
+import { sendThroughProvider } from "./send.js";
+
+export interface StartBridgeOptions {
+  loaded: LoadedConfig;
+  /** Overrides server.port / server.host (tests use port 0). */
+  port?: number;
+  host?: string;
+  logger?: Logger;
+  /** Where JSON logs go when no logger is given (default stdout). */
+  logDestination?: Writable;
+  now?: () => number;
+  /** Default true; tests of the inbound path alone may turn the forwarder off. */
+  forwarder?: boolean;
+  /** `smsbridge dev`: serve the side-by-side page at /dev/ with the sandbox inbox at this URL. */
+  devPage?: { sandboxUrl: string };
+}
+
+export interface RunningBridge {
+  url: string;
+  app: FastifyInstance;
+  store: Store;
+  channels: Map<string, Channel>;
+  forwarder: Forwarder;
+  metrics: Metrics;
+  log: Logger;
+  simulator?: PhoneNetwork;
+  close(): Promise<void>;
+}
+
+const adminSendSchema = z
+  .object({
+    channel: z.string().optional(),
+    from: z.string().optional(),
+    to: z.string({ error: "required" }),
+    body: z.string({ error: "required" }),
+    media: z.array(z.string().regex(/^https?:\/\/\S+$/, { error: "not an http(s) URL" })).optional(),
+  })
+  .strict();
+
+/** Starts `smsbridge serve`: migrations, HTTP routes, the forwarder. */
+export async function startBridge(opts: StartBridgeOptions): Promise<RunningBridge> {
+  const { config } = opts.loaded;
+  const log =
+    opts.logger ??
+    createLogger({ level: config.log.level, secrets: configSecrets(opts.loaded), ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
+  const now = opts.now ?? Date.now;
+  const store = openStore(config.database);
+  try {
+    const applied = await store.migrate();
+    if (applied.length) log.info({ applied }, "database migrations applied");
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw new Error(`database ${redactUrl(config.database)}: ${(err as Error).message}`);
+  }
+  const metrics = createMetrics();
+  const channels = new Map<string, Channel>();
+  // Fastify types its logger as FastifyBaseLogger; pino's Logger is one, but the generics don't say so.
+  const app = Fastify({
+    loggerInstance: log,
+    // Per-request log lines cost throughput; routes log what matters themselves.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.server.bodyLimit,
+    trustProxy: config.server.trustProxy,
+    forceCloseConnections: true,
+  }) as unknown as FastifyInstance;
+  let forwarder: Forwarder | undefined;
+  const publicUrl = (req: Parameters<typeof publicRequestUrl>[0]) =>
+    publicRequestUrl(req, { ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}), trustProxy: config.server.trustProxy });
+
+  // Provider and helpdesk webhooks: raw bytes, verified before anything parses them.
+  await app.register(async (scope) => {
+    await signedBody(scope, { bodyLimit: config.server.bodyLimit });
+    registerInbound(scope, {
+      store,
+      channels,
+      metrics,
+      log,
+      now,
+      publicUrl,
+      attachmentUrl: (_ch, url) => url,
+      onStored: () => forwarder?.wake(),
+      maskPhones: config.log.maskPhones,
+    });
+    registerReply(scope, { store, channels, metrics, log, now, deadlineMs: config.reply.deadlineMs });
+  });
+
+  app.get("/healthz", async () => ({ ok: true }));
+  app.get("/readyz", async (_req, reply) => {
+    const r = await store.ready();
+    return r.ok ? { ok: true } : reply.code(503).send({ ok: false, error: r.reason });
+  });
+  app.get("/metrics", async (_req, reply) => {
+    try {
+      const stats = await store.channelStats();
+      const t = now();
+      for (const ch of channels.values()) {
+        const s = stats.find((x) => x.channelId === ch.id);
+        metrics.outboxDepth.set({ channel: ch.id }, s?.pending ?? 0);
+        metrics.outboxDead.set({ channel: ch.id }, s?.dead ?? 0);
+        metrics.outboxOldest.set({ channel: ch.id }, s?.oldestPendingAt ? Math.max(0, (t - s.oldestPendingAt) / 1000) : 0);
+      }
+    } catch (err) {
+      log.warn({ err }, "could not read outbox statistics for /metrics");
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  // Other systems sending an SMS through a channel; the helpdesk gets a copy (direction "outbound").
+  app.post("/api/messages", async (req, reply) => {
+    if (!config.adminToken) return sendError(reply, 404, "the admin API is disabled: set adminToken in the config");
+    const auth = req.headers.authorization ?? "";
+    if (!timingSafeEqualString(auth, `Bearer ${config.adminToken}`)) return sendError(reply, 401, "missing or wrong bearer token");
+    const parsed = adminSendSchema.safeParse(req.body);
+    if (!parsed.success) {
+      const errors = parsed.error.issues.map((i) => ({ path: i.path.join(".") || "(root)", message: i.message }));
+      return sendError(reply, 422, `invalid request: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`, errors);
+    }
+    const b = parsed.data;
+    const ch = b.channel ? channels.get(b.channel) : channels.size === 1 ? [...channels.values()][0] : undefined;
+    if (!ch) return sendError(reply, b.channel ? 404 : 422, b.channel ? `unknown channel "${b.channel}"` : "channel: required when more than one channel is configured");
+    const to = toE164(b.to);
+    if (!to) return sendError(reply, 422, `to: "${b.to}" is not a phone number (E.164, e.g. +15105559999)`);
+    const from = b.from ?? [...ch.numbers][0]!;
+    if (!ch.numbers.has(from)) return sendError(reply, 422, `from: ${from} is not a number of channel "${ch.id}"`);
+    const answer = await sendThroughProvider({ store, metrics, log, now }, ch, { from, to, body: b.body, mediaUrls: b.media ?? [], statusCallbackUrl: ch.urls.status }, config.reply.deadlineMs);
+    if (!answer.result) {
+      if (answer.retryAfterMs !== undefined) reply.header("retry-after", String(Math.ceil(answer.retryAfterMs / 1000)));
+      return reply.code(answer.status).send(answer.body);
+    }
+    const createdAt = now();
+    const providerId = answer.result.providerId;
+    const sent = await store.recordSent({
+      channelId: ch.id,
+      direction: "outbound",
+      provider: ch.adapter.type,
+      customer: to,
+      channelNumber: from,
+      body: b.body,
+      providerIds: answer.result.providerIds ?? [providerId],
+      createdAt,
+      payload: (threadId) =>
+        helpdeskPayload(ch, {
+          id: `${ch.adapter.type}:${providerId}`,
+          direction: "outbound",
+          customer: to,
+          channelNumber: from,
+          body: b.body,
+          attachments: b.media ?? [],
+          threadId,
+          createdAt,
+        }),
+    });
+    forwarder?.wake();
+    return reply.code(201).send({ id: providerId, message_id: sent.messageId, ...(sent.threadId ? { thread_id: sent.threadId } : {}) });
+  });
+
+  if (opts.devPage) registerDevPage(app, opts.devPage.sandboxUrl);
+
+  let simulator: PhoneNetwork | undefined;
+  let localBase = "";
+  const simulated = () =>
+    [...channels.values()]
+      .filter((c) => c.adapter.type === "simulator")
+      .map((c) => {
+        const local = `${localBase}/channels/${c.id}`;
+        const p = opts.loaded.providers.get(c.id)?.config as { secret: string };
+        return { id: c.id, numbers: [...c.numbers], secret: p.secret, inboundUrl: `${local}/inbound`, statusUrl: `${local}/status` };
+      });
+  if ([...opts.loaded.providers.values()].some((p) => p.type === "simulator")) {
+    simulator = registerPhoneNetwork(app, { channels: simulated, log });
+  }
+
+  const port = opts.port ?? config.server.port;
+  const host = opts.host ?? config.server.host;
+  await app.listen({ port, host });
+  const addr = app.server.address();
+  const actualPort = typeof addr === "object" && addr ? addr.port : port;
+  const loopHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  localBase = `http://${loopHost}:${actualPort}`;
+  const baseUrl = config.server.publicUrl ?? localBase;
+  for (const [id, ch] of buildChannels(opts.loaded, baseUrl, { http: createHttpClient(), log, now: () => new Date(now()) })) {
+    channels.set(id, ch);
+  }
+  forwarder = new Forwarder(store, channels, config.forwarder, metrics, log, now);
+  if (opts.forwarder !== false) forwarder.start();
+  log.info({ url: localBase, publicUrl: config.server.publicUrl, channels: [...channels.keys()], database: redactUrl(config.database) }, "smsbridge listening");
+
+  const fw = forwarder;
+  return {
+    url: localBase,
+    app,
+    store,
+    channels,
+    forwarder: fw,
+    metrics,
+    log,
+    ...(simulator ? { simulator } : {}),
+    async close() {
+      await fw.stop();
+      await app.close();
+      await store.close();
+    },
+  };
+}
+
+/** Compares digests so neither the length nor the content of the token leaks through timing. */
+function timingSafeEqualString(a: string, b: string): boolean {
+  const digest = (v: string) => createHash("sha256").update(v).digest();
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+/** postgres://user:password@host/db → postgres://user:***@host/db */
+export function redactUrl(u: string): string {
+  return u.replace(/(\/\/[^:/@]+:)[^@]*@/, "$1***@");
+}

@@ -1,0 +1,159 @@
+import type { Logger } from "pino";
+import { type RetryPolicy, retryDelay, retryExpired } from "../core/retry.js";
+import { postSigned } from "../protocol/client.js";
+import type { ClaimedRow, Store } from "../store/store.js";
+import { Breaker } from "./breaker.js";
+import type { Channel } from "./channels.js";
+import type { BridgeConfig } from "./config.js";
+import type { Metrics } from "./metrics.js";
+
+/**
+ * Moves the outbox to the helpdesk: claims due rows per channel (bounded by the channel's concurrency and
+ * its breaker), signs the stored bytes, POSTs them, and records the outcome under the claim's token.
+ */
+export class Forwarder {
+  private running = false;
+  private inflight = new Map<string, number>();
+  readonly breakers = new Map<string, Breaker>();
+  private wakeUp: (() => void) | undefined;
+  private woken = false;
+  private loopDone: Promise<void> | undefined;
+  private readonly active = new Set<Promise<void>>();
+  private readonly policy: RetryPolicy;
+
+  constructor(
+    private readonly store: Store,
+    private readonly channels: Map<string, Channel>,
+    private readonly cfg: BridgeConfig["forwarder"],
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.policy = { baseMs: cfg.retryBaseMs, capMs: cfg.retryCapMs, maxAgeMs: cfg.maxAgeHours * 3_600_000 };
+    for (const id of channels.keys()) {
+      this.breakers.set(id, new Breaker(cfg.breakerThreshold, cfg.breakerCooldownMs));
+      this.inflight.set(id, 0);
+    }
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  /** Stops claiming and waits for deliveries in flight to be recorded. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake();
+    await this.loopDone;
+    await Promise.allSettled([...this.active]);
+  }
+
+  /** New work arrived (an ingest in this process, a NOTIFY from another): claim now instead of at the next poll. */
+  wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      this.woken = false;
+      let claimed = 0;
+      let sleepMs = this.cfg.pollMs;
+      try {
+        const now = this.now();
+        for (const ch of this.channels.values()) {
+          const breaker = this.breakers.get(ch.id)!;
+          const free = ch.config.concurrency - (this.inflight.get(ch.id) ?? 0);
+          const allowance = Math.min(this.cfg.batch, breaker.allowance(now, free));
+          this.metrics.breakerOpen.set({ channel: ch.id }, breaker.current(now) === "closed" ? 0 : 1);
+          if (breaker.current(now) === "open") sleepMs = Math.min(sleepMs, Math.max(10, breaker.reopensIn(now)));
+          if (allowance <= 0) continue;
+          const rows = await this.store.claim({ limit: allowance, leaseMs: this.cfg.leaseMs, now, channels: [ch.id] });
+          claimed += rows.length;
+          for (const row of rows) this.dispatch(ch, row, breaker);
+        }
+        if (claimed === 0) {
+          const due = await this.store.nextDue();
+          if (due !== undefined) sleepMs = Math.min(sleepMs, Math.max(0, due - this.now()));
+        }
+      } catch (err) {
+        // Database trouble: nothing is lost (rows stay pending); try again after a poll interval.
+        this.log.error({ err }, "forwarder could not claim from the outbox");
+      }
+      if (!this.running) break;
+      if (claimed > 0 && this.hasRoom()) continue;
+      if (this.woken && this.hasRoom()) continue;
+      await this.sleep(claimed > 0 ? this.cfg.pollMs : sleepMs);
+    }
+  }
+
+  private hasRoom(): boolean {
+    for (const ch of this.channels.values()) if ((this.inflight.get(ch.id) ?? 0) < ch.config.concurrency) return true;
+    return false;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.woken) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.wakeUp = () => {
+        this.wakeUp = undefined;
+        done();
+      };
+    });
+  }
+
+  private dispatch(ch: Channel, row: ClaimedRow, breaker: Breaker): void {
+    this.inflight.set(ch.id, (this.inflight.get(ch.id) ?? 0) + 1);
+    breaker.onStart(this.now());
+    const p = this.deliver(ch, row, breaker)
+      .catch((err) => this.log.error({ err, outbox: row.id }, "delivery bookkeeping failed; the lease will expire and it will be retried"))
+      .finally(() => {
+        this.inflight.set(ch.id, (this.inflight.get(ch.id) ?? 1) - 1);
+        this.active.delete(p);
+        this.wake();
+      });
+    this.active.add(p);
+  }
+
+  private async deliver(ch: Channel, row: ClaimedRow, breaker: Breaker): Promise<void> {
+    const outcome = await postSigned({
+      url: ch.config.reamaze.incomingUrl,
+      secret: ch.config.reamaze.secrets[0]!,
+      payload: row.payload,
+      timeoutMs: ch.config.reamaze.timeoutMs,
+    });
+    const now = this.now();
+    let recorded: boolean;
+    let label: string;
+    if (outcome.kind === "delivered") {
+      breaker.success();
+      recorded = await this.store.markDelivered(row.id, row.token, outcome.status, now);
+      label = "delivered";
+    } else if (outcome.kind === "rejected") {
+      // The helpdesk is up and said no: retrying the same bytes cannot help. Keep it, with the answer.
+      breaker.success();
+      recorded = await this.store.markDead(row.id, row.token, outcome.status || null, outcome.reason, outcome.body, now);
+      label = "dead";
+      this.log.warn({ channel: ch.id, outbox: row.id, status: outcome.status, answer: outcome.body }, "helpdesk rejected a message; kept as dead");
+    } else if (retryExpired(row.queuedAt, now, this.policy)) {
+      breaker.failure(now);
+      recorded = await this.store.markDead(row.id, row.token, outcome.status ?? null, `gave up after ${row.attempts} attempts: ${outcome.reason}`, outcome.body ?? "", now);
+      label = "dead";
+      this.log.error({ channel: ch.id, outbox: row.id, attempts: row.attempts }, "gave up delivering a message; kept as dead");
+    } else {
+      breaker.failure(now);
+      const delay = retryDelay(row.attempts, this.policy, outcome.retryAfterMs);
+      recorded = await this.store.markRetry(row.id, row.token, now + delay, outcome.status ?? null, outcome.reason, outcome.body);
+      label = "retry";
+      this.log.info({ channel: ch.id, outbox: row.id, attempt: row.attempts, reason: outcome.reason, retryInMs: delay }, "helpdesk delivery will be retried");
+    }
+    this.metrics.forwardAttempts.inc({ channel: ch.id, outcome: recorded ? label : "lost_claim" });
+  }
+}

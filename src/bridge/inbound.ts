@@ -1,0 +1,127 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import { maskPhone } from "../core/phone.js";
+import { sendError } from "../protocol/fastify.js";
+import { BadWebhook, type InboundMessage, type ProviderEvent, type RawRequest, type StatusUpdate } from "../providers/types.js";
+import type { Store } from "../store/store.js";
+import type { Channel } from "./channels.js";
+import type { Metrics } from "./metrics.js";
+import { helpdeskId, helpdeskPayload } from "./payload.js";
+
+export interface InboundDeps {
+  store: Store;
+  channels: Map<string, Channel>;
+  metrics: Metrics;
+  log: Logger;
+  now: () => number;
+  publicUrl: (req: FastifyRequest) => string;
+  /** Attachment URL as the helpdesk should see it (a media-proxy URL when the provider's need credentials). */
+  attachmentUrl: (ch: Channel, url: string) => string;
+  onStored: () => void;
+  maskPhones: boolean;
+}
+
+/**
+ * Provider webhooks: verify → parse → one transaction (dedupe, message, outbox) → answer the provider.
+ * The provider hears 2xx only after the commit; if the database is down it hears 503 and retries.
+ */
+export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void {
+  const handler = (route: "inbound" | "status") => async (req: FastifyRequest, reply: FastifyReply) => {
+    const { id } = req.params as { id: string };
+    const ch = deps.channels.get(id);
+    if (!ch) return sendError(reply, 404, `unknown channel "${id}"`);
+    const raw: RawRequest = {
+      method: req.method,
+      url: deps.publicUrl(req),
+      headers: req.headers,
+      body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
+    };
+    const verdict = await ch.adapter.verify(raw);
+    if (!verdict.ok) {
+      deps.metrics.inbound.inc({ channel: ch.id, result: "rejected" });
+      req.log.warn({ channel: ch.id, route, reason: verdict.reason, expected: verdict.expected, url: raw.url }, "provider webhook failed verification");
+      return sendError(reply, verdict.status, verdict.reason);
+    }
+    let events: ProviderEvent[];
+    try {
+      events = ch.adapter.parse(raw);
+    } catch (e) {
+      if (e instanceof BadWebhook) {
+        deps.metrics.inbound.inc({ channel: ch.id, result: "rejected" });
+        return sendError(reply, 400, e.message);
+      }
+      throw e;
+    }
+    try {
+      await Promise.all(
+        events.map((ev) =>
+          ev.kind === "message" ? storeMessage(deps, ch, ev) : ev.kind === "status" ? storeStatus(deps, ch, ev) : undefined,
+        ),
+      );
+    } catch (err) {
+      deps.metrics.inbound.inc({ channel: ch.id, result: "error" });
+      req.log.error({ err, channel: ch.id }, "could not store a provider webhook; answering 503 so the provider retries");
+      return sendError(reply.header("retry-after", "5"), 503, "storage unavailable; nothing was stored, retry later");
+    }
+    const answer = ch.adapter.ack?.(events) ?? { status: 200, headers: { "content-type": "application/json" }, body: '{"ok":true}' };
+    reply.code(answer.status);
+    for (const [k, v] of Object.entries(answer.headers ?? {})) reply.header(k, v);
+    return reply.send(answer.body ?? "");
+  };
+  for (const route of ["inbound", "status"] as const) {
+    // GET too: Vonage's SMS API can deliver webhooks as GET with the data in the query string.
+    scope.route({ method: ["POST", "GET"], url: `/channels/:id/${route}`, handler: handler(route) });
+  }
+
+  async function storeMessage(d: InboundDeps, ch: Channel, m: InboundMessage) {
+    const received = d.now();
+    const parsed = m.createdAt ? Date.parse(m.createdAt) : Number.NaN;
+    const createdAt = Number.isNaN(parsed) ? received : parsed;
+    const id = helpdeskId(ch.adapter.type, m.providerMessageId);
+    const attachments = m.attachments.map((a) => d.attachmentUrl(ch, a.url));
+    const r = await d.store.ingest({
+      channelId: ch.id,
+      provider: ch.adapter.type,
+      providerMessageId: m.providerMessageId,
+      customer: m.from,
+      channelNumber: m.to,
+      body: m.body,
+      createdAt,
+      ...(m.meta ? { meta: m.meta } : {}),
+      threading: ch.config.threading,
+      payload: (threadId) =>
+        helpdeskPayload(ch, {
+          id,
+          direction: "inbound",
+          customer: m.from,
+          channelNumber: m.to,
+          body: m.body,
+          attachments,
+          threadId,
+          createdAt,
+        }),
+    });
+    d.metrics.inbound.inc({ channel: ch.id, result: r.status });
+    if (r.status === "stored") {
+      d.onStored();
+      d.log.info(
+        { channel: ch.id, id, from: d.maskPhones ? maskPhone(m.from) : m.from, thread: r.threadId, keyword: r.keyword },
+        "customer message stored",
+      );
+    }
+  }
+
+  async function storeStatus(d: InboundDeps, ch: Channel, s: StatusUpdate) {
+    const at = s.at ? Date.parse(s.at) : d.now();
+    const found = await d.store.recordDelivery(ch.id, ch.adapter.type, s.providerMessageId, {
+      state: s.state,
+      providerStatus: s.providerStatus,
+      ...(s.errorCode || s.errorMessage ? { error: [s.errorCode, s.errorMessage].filter(Boolean).join(": ") } : {}),
+      at: Number.isNaN(at) ? d.now() : at,
+    });
+    d.metrics.deliveryReports.inc({ channel: ch.id, state: s.state });
+    d.metrics.inbound.inc({ channel: ch.id, result: "status" });
+    const level = s.state === "failed" || s.state === "undelivered" ? "warn" : "debug";
+    d.log[level]({ channel: ch.id, providerMessageId: s.providerMessageId, state: s.state, error: s.errorCode, known: found }, "delivery report");
+  }
+}

@@ -1,0 +1,64 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/** The bridge's Prometheus metrics, all prefixed `smsbridge_`, one registry per bridge instance. */
+export function createMetrics() {
+  const registry = new Registry();
+  const inbound = new Counter({
+    name: "smsbridge_inbound_total",
+    help: "Provider webhooks by channel and result (stored, duplicate, status, rejected, error).",
+    labelNames: ["channel", "result"] as const,
+    registers: [registry],
+  });
+  const forwardAttempts = new Counter({
+    name: "smsbridge_forward_attempts_total",
+    help: "Deliveries to the helpdesk by channel and outcome (delivered, retry, dead, lost_claim).",
+    labelNames: ["channel", "outcome"] as const,
+    registers: [registry],
+  });
+  const outboxDepth = new Gauge({
+    name: "smsbridge_outbox_pending",
+    help: "Messages waiting to be delivered to the helpdesk, by channel.",
+    labelNames: ["channel"] as const,
+    registers: [registry],
+  });
+  const outboxOldest = new Gauge({
+    name: "smsbridge_outbox_oldest_age_seconds",
+    help: "Age of the oldest pending message, by channel.",
+    labelNames: ["channel"] as const,
+    registers: [registry],
+  });
+  const outboxDead = new Gauge({
+    name: "smsbridge_outbox_dead",
+    help: "Messages the helpdesk refused (kept, replayable), by channel.",
+    labelNames: ["channel"] as const,
+    registers: [registry],
+  });
+  const breakerOpen = new Gauge({
+    name: "smsbridge_breaker_open",
+    help: "1 while a channel's circuit breaker is open or half-open.",
+    labelNames: ["channel"] as const,
+    registers: [registry],
+  });
+  const replyLatency = new Histogram({
+    name: "smsbridge_reply_duration_seconds",
+    help: "Staff-reply webhook handling time, by channel and answer status.",
+    labelNames: ["channel", "status"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const providerSends = new Counter({
+    name: "smsbridge_provider_sends_total",
+    help: "Provider send calls by channel, provider and outcome (sent, retryable, failed, opted_out, timeout).",
+    labelNames: ["channel", "provider", "outcome"] as const,
+    registers: [registry],
+  });
+  const deliveryReports = new Counter({
+    name: "smsbridge_delivery_reports_total",
+    help: "Provider delivery status callbacks by channel and state.",
+    labelNames: ["channel", "state"] as const,
+    registers: [registry],
+  });
+  return { registry, inbound, forwardAttempts, outboxDepth, outboxOldest, outboxDead, breakerOpen, replyLatency, providerSends, deliveryReports };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,17 @@
+import type { FastifyRequest } from "fastify";
+
+/**
+ * The URL a provider called, as it must be reconstructed for signature checks (Twilio, Plivo sign it):
+ * `server.publicUrl` when set (the origin and any path prefix a proxy adds), else the forwarded headers when
+ * the bridge is configured to trust its proxy, else what the request itself says.
+ */
+export function publicRequestUrl(req: FastifyRequest, opts: { publicUrl?: string; trustProxy: boolean }): string {
+  if (opts.publicUrl) return opts.publicUrl.replace(/\/+$/, "") + req.url;
+  const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v)?.split(",")[0]?.trim();
+  if (opts.trustProxy) {
+    const proto = first(req.headers["x-forwarded-proto"]) ?? "https";
+    const host = first(req.headers["x-forwarded-host"]) ?? first(req.headers.host) ?? "localhost";
+    return `${proto}://${host}${req.url}`;
+  }
+  return `http://${first(req.headers.host) ?? "localhost"}${req.url}`;
+}
