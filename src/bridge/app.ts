@@ -15,6 +15,7 @@ import { Forwarder } from "./forwarder.js";
 import { registerInbound } from "./inbound.js";
 import { createLogger } from "./logger.js";
 import { registerDevPage } from "./dev-page.js";
+import { DEFAULT_MEDIA, proxiedUrl, registerMediaProxy } from "./media-proxy.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { helpdeskPayload } from "./payload.js";
 import { publicRequestUrl } from "./public-url.js";
@@ -85,6 +86,8 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
     forceCloseConnections: true,
   }) as unknown as FastifyInstance;
   let forwarder: Forwarder | undefined;
+  // Known after listen (port 0 in tests); read at request time.
+  const baseUrlRef = { value: config.server.publicUrl ?? "" };
   const publicUrl = (req: Parameters<typeof publicRequestUrl>[0]) =>
     publicRequestUrl(req, { ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}), trustProxy: config.server.trustProxy });
 
@@ -98,12 +101,14 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
       log,
       now,
       publicUrl,
-      attachmentUrl: (_ch, url) => url,
+      attachmentUrl: (ch, url) => proxiedUrl(ch, url, baseUrlRef.value, now(), DEFAULT_MEDIA.ttlMs),
       onStored: () => forwarder?.wake(),
       maskPhones: config.log.maskPhones,
     });
     registerReply(scope, { store, channels, metrics, log, now, deadlineMs: config.reply.deadlineMs });
   });
+
+  registerMediaProxy(app, { channels, now, log, opts: DEFAULT_MEDIA });
 
   app.get("/healthz", async () => ({ ok: true }));
   app.get("/readyz", async (_req, reply) => {
@@ -199,6 +204,7 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   const loopHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
   localBase = `http://${loopHost}:${actualPort}`;
   const baseUrl = config.server.publicUrl ?? localBase;
+  baseUrlRef.value = baseUrl;
   for (const [id, ch] of buildChannels(opts.loaded, baseUrl, { http: createHttpClient(), log, now: () => new Date(now()) })) {
     channels.set(id, ch);
   }

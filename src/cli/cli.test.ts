@@ -61,13 +61,6 @@ describe("sign", { concurrency: 4 }, () => {
     assert.equal(r.stdout, "X-Reamaze-Hmac-SHA256: HFXyv22/lTrmkwEDlt34EUCEMLoJTGpT5XsjvYsPip8=\n");
   });
 
-  test("a trailing newline is part of the body", async () => {
-    const r = await cli(["sign", "-s", "your_shared_secret", "-"], { input: '{"id":"1","body":"hello"}\n' });
-    assert.equal(r.code, 0);
-    assert.notEqual(r.stdout, `${SEED_SIG}\n`);
-    assert.match(r.stdout, /^[A-Za-z0-9+/]{43}=\n$/);
-  });
-
   test("no secret: usage error that names both ways to give one", async () => {
     const r = await cli(["sign"], { input: "{}" });
     assert.equal(r.code, 64);
@@ -105,14 +98,6 @@ describe("verify", { concurrency: 4 }, () => {
     assert.equal(r.stdout, "");
     assert.match(r.stderr, /^invalid: X-Reamaze-Hmac-SHA256 does not match/);
     assert.match(r.stderr, /\nhint: /);
-  });
-
-  test("wrong secret: exit 1", async () => {
-    const r = await cli(["verify", "-s", "guess", "--signature", SEED_SIG], {
-      input: '{"id":"1","body":"hello"}',
-    });
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /does not match/);
   });
 
   test("not a signature: exit 1, says what one looks like", async () => {
@@ -319,12 +304,6 @@ describe("send", { concurrency: 4 }, () => {
     ]);
     assert.equal(r.code, 64);
     assert.match(r.stderr, /either a payload FILE or --body/);
-  });
-
-  test("missing flags are named", async () => {
-    const r = await cli(["send", "--url", base, "-s", "k", "--body", "x"]);
-    assert.equal(r.code, 64);
-    assert.match(r.stderr, /missing --from, --to/);
   });
 });
 

@@ -148,8 +148,7 @@ export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.
   if (!r.success) {
     for (const issue of r.error.issues) {
       const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;
-      const keys = issue.code === "unrecognized_keys" ? ` (${issue.keys.join(", ")})` : "";
-      problems.push(`${formatPath(issue.path)}: ${missing && !/required/.test(issue.message) ? "required" : issue.message}${keys}`);
+      problems.push(`${formatPath(issue.path)}: ${missing && !/required/.test(issue.message) ? "required" : issue.message}`);
     }
     throw new ConfigError(`invalid sandbox config: ${problems.join("; ")}`, problems);
   }

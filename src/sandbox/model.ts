@@ -139,6 +139,8 @@ export interface SandboxModelOptions {
   store: SandboxStore;
   webhookTimeoutMs: number;
   requestLogSize: number;
+  /** Write the request log to the store too (a --db file); in memory it is kept in the model only. */
+  persistRequestLog: boolean;
 }
 
 export interface IngestResult {
@@ -157,12 +159,23 @@ export class SandboxModel {
   private readonly webhookTimeoutMs: number;
   private readonly requestLogSize: number;
   private readonly byPhone = new Map<string, SandboxChannel>();
+  private readonly persistLog: boolean;
+  /** The request log, oldest first. Kept in memory; with a database also written there, in batches. */
+  private log: RequestEntry[] = [];
+  private unsaved: RequestEntry[] = [];
+  private nextRequestId: number;
 
   constructor(opts: SandboxModelOptions) {
     this.config = opts.config;
     this.store = opts.store;
     this.webhookTimeoutMs = opts.webhookTimeoutMs;
     this.requestLogSize = opts.requestLogSize;
+    this.persistLog = opts.persistRequestLog;
+    this.log = this.store
+      .requests(this.requestLogSize)
+      .reverse()
+      .map((r) => ({ ...(JSON.parse(r.entry) as RequestEntry), id: r.id }));
+    this.nextRequestId = this.store.lastRequestId() + 1;
     for (const c of this.config.channels) this.byPhone.set(c.phone, c);
     // SSE clients each add a listener; the default warning at 10 would fire on an ordinary busy day.
     this.events.setMaxListeners(0);
@@ -470,23 +483,44 @@ export class SandboxModel {
   // ---- request log ----
 
   logRequest(entry: Omit<RequestEntry, "id">): number {
-    const id = this.store.addRequest(entry, this.requestLogSize);
-    this.emit({ type: "request.logged", request: summarise({ ...entry, id }) });
-    return id;
+    const e: RequestEntry = { ...entry, id: this.nextRequestId++ };
+    this.log.push(e);
+    // Trim in chunks so a busy log does not shift the array on every request.
+    if (this.log.length > this.requestLogSize + 64) this.log.splice(0, this.log.length - this.requestLogSize);
+    if (this.persistLog) {
+      // One transaction per burst rather than one commit per request: the log is the hot path under load.
+      if (this.unsaved.length === 0) setImmediate(() => this.flush());
+      this.unsaved.push(e);
+    }
+    this.emit({ type: "request.logged", request: summarise(e) });
+    return e.id;
+  }
+
+  /** Writes pending request-log entries; called on its own after each burst and before closing. */
+  flush(): void {
+    const batch = this.unsaved;
+    this.unsaved = [];
+    if (batch.length && this.store.db.open) this.store.saveRequests(batch, this.requestLogSize);
   }
 
   requests(limit: number, kind?: string): RequestEntry[] {
-    const rows = this.store.requests(Math.min(limit, this.requestLogSize));
-    const all = rows.map((r) => ({ ...(JSON.parse(r.entry) as RequestEntry), id: r.id }));
-    return kind ? all.filter((e) => e.kind === kind) : all;
+    const out: RequestEntry[] = [];
+    const max = Math.min(limit, this.requestLogSize);
+    for (let i = this.log.length - 1; i >= 0 && out.length < max; i--) {
+      const e = this.log[i] as RequestEntry;
+      if (!kind || e.kind === kind) out.push(e);
+    }
+    return out;
   }
 
   request(id: number): RequestEntry | undefined {
-    const r = this.store.request(id);
-    return r ? { ...(JSON.parse(r.entry) as RequestEntry), id: r.id } : undefined;
+    const e = this.log.find((x) => x.id === id);
+    return e && this.log.length - this.log.indexOf(e) <= this.requestLogSize ? e : undefined;
   }
 
   clear(): void {
+    this.log = [];
+    this.unsaved = [];
     this.store.clear();
     this.emit({ type: "data.cleared" });
   }

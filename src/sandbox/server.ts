@@ -83,6 +83,7 @@ export async function startSandbox(opts: StartSandboxOptions = {}): Promise<Runn
     store,
     webhookTimeoutMs: opts.webhookTimeoutMs ?? 15_000,
     requestLogSize: opts.requestLogSize ?? 500,
+    persistRequestLog: opts.dbFile !== undefined,
   });
   const logger =
     opts.logger === undefined || opts.logger === false
@@ -122,6 +123,7 @@ export async function startSandbox(opts: StartSandboxOptions = {}): Promise<Runn
       if (closed) return;
       closed = true;
       await app.close();
+      model.flush();
       store.close();
     },
   };

@@ -119,6 +119,7 @@ export class SandboxStore {
     }
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
+    this.txWrapper = this.db.transaction((fn: () => unknown) => fn());
     const db = this.db;
     this.stmts = {
       metaGet: db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
@@ -176,13 +177,12 @@ export class SandboxStore {
            ORDER BY created_ms DESC, id DESC LIMIT 1) WHERE id = ?`,
       ),
       assign: db.prepare<[string | null, number]>("UPDATE conversations SET assignee = ? WHERE id = ?"),
-      requestInsert: db.prepare<[string]>("INSERT INTO requests (entry) VALUES (?)"),
-      requestUpdate: db.prepare<[string, number]>("UPDATE requests SET entry = ? WHERE id = ?"),
+      requestInsert: db.prepare<[number, string]>("INSERT OR REPLACE INTO requests (id, entry) VALUES (?, ?)"),
       requestPrune: db.prepare<[number]>("DELETE FROM requests WHERE id <= ?"),
+      requestMax: db.prepare<[], { id: number | null }>("SELECT MAX(id) AS id FROM requests"),
       requestList: db.prepare<[number], { id: number; entry: string }>(
         "SELECT id, entry FROM requests ORDER BY id DESC LIMIT ?",
       ),
-      requestGet: db.prepare<[number], { id: number; entry: string }>("SELECT id, entry FROM requests WHERE id = ?"),
     };
   }
 
@@ -194,8 +194,11 @@ export class SandboxStore {
     this.stmts.metaSet.run(key, value);
   }
 
+  // One wrapper for all transactions: better-sqlite3 builds a new one per db.transaction() call.
+  private readonly txWrapper: (fn: () => unknown) => unknown;
+
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.txWrapper(fn) as T;
   }
 
   messageByExternalId(channelPhone: string, externalId: string): MessageRow | undefined {
@@ -308,23 +311,23 @@ export class SandboxStore {
     return this.db.prepare<Record<string, string | number>, ConversationRow>(sql).all(params);
   }
 
-  addRequest(entry: object, keep: number): number {
-    const id = Number(this.stmts.requestInsert.run(JSON.stringify(entry)).lastInsertRowid);
-    // Pruning by id keeps the newest `keep` entries with one indexed delete.
-    if (id > keep && id % 16 === 0) this.stmts.requestPrune.run(id - keep);
-    return id;
+  /** Writes request-log entries in one transaction and drops all but the newest `keep`. */
+  saveRequests(entries: ReadonlyArray<{ id: number }>, keep: number): void {
+    if (entries.length === 0) return;
+    this.transaction(() => {
+      for (const e of entries) this.stmts.requestInsert.run(e.id, JSON.stringify(e));
+      const last = entries[entries.length - 1]?.id ?? 0;
+      if (last > keep) this.stmts.requestPrune.run(last - keep);
+    });
   }
 
-  updateRequest(id: number, entry: object): void {
-    this.stmts.requestUpdate.run(JSON.stringify(entry), id);
-  }
-
+  /** The newest `limit` request-log entries, newest first. */
   requests(limit: number): Array<{ id: number; entry: string }> {
     return this.stmts.requestList.all(limit);
   }
 
-  request(id: number): { id: number; entry: string } | undefined {
-    return this.stmts.requestGet.get(id);
+  lastRequestId(): number {
+    return this.stmts.requestMax.get()?.id ?? 0;
   }
 
   clear(): void {

@@ -680,6 +680,95 @@ export class Store {
       .executeTakeFirst();
     return r?.next_attempt_at;
   }
+
+  // ---- operations (CLI) ------------------------------------------------------------------------------------
+
+  /**
+   * Messages we sent (staff replies, API sends) whose provider reported `failed` or `undelivered` since `since`,
+   * newest first: what `smsbridge status` shows so an operator sees which replies never reached the customer.
+   */
+  async deliveryFailures(opts: { since: number; channelId?: string; limit?: number }): Promise<
+    Array<{
+      messageId: number;
+      channelId: string;
+      direction: MessageDirection;
+      customer: string;
+      providerMessageId: string | null;
+      state: string;
+      providerStatus: string | null;
+      error: string | null;
+      at: number;
+      body: string;
+    }>
+  > {
+    let q = this.db
+      .selectFrom("messages")
+      .select([
+        "id",
+        "channel_id",
+        "direction",
+        "customer",
+        "provider_message_id",
+        "delivery_state",
+        "delivery_status",
+        "delivery_error",
+        "delivery_updated_at",
+        "body",
+      ])
+      .where("direction", "!=", "inbound")
+      .where("delivery_state", "in", ["failed", "undelivered"])
+      .where("delivery_updated_at", ">=", opts.since)
+      .orderBy("delivery_updated_at", "desc")
+      .orderBy("id", "desc")
+      .limit(opts.limit ?? 20);
+    if (opts.channelId) q = q.where("channel_id", "=", opts.channelId);
+    const rows = await q.execute();
+    return rows.map((r) => ({
+      messageId: Number(r.id),
+      channelId: r.channel_id,
+      direction: r.direction,
+      customer: r.customer,
+      providerMessageId: r.provider_message_id,
+      state: r.delivery_state ?? "",
+      providerStatus: r.delivery_status,
+      error: r.delivery_error,
+      at: Number(r.delivery_updated_at),
+      body: r.body,
+    }));
+  }
+
+  /** How many sent messages per channel the provider reported failed or undelivered since `since`. */
+  async deliveryFailureCounts(since: number): Promise<Array<{ channelId: string; failures: number }>> {
+    const rows = await this.db
+      .selectFrom("messages")
+      .select((eb) => ["channel_id", eb.fn.countAll<number>().as("n")])
+      .where("direction", "!=", "inbound")
+      .where("delivery_state", "in", ["failed", "undelivered"])
+      .where("delivery_updated_at", ">=", since)
+      .groupBy("channel_id")
+      .orderBy("channel_id")
+      .execute();
+    return rows.map((r) => ({ channelId: r.channel_id, failures: Number(r.n) }));
+  }
+
+  /** `replayDead` for one channel's dead rows (all, or those dead since `since`), e.g. after fixing its secret. */
+  async replayDeadOfChannel(channelId: string, since: number | undefined, now: number): Promise<number> {
+    let q = this.db
+      .updateTable("outbox")
+      .set({
+        state: "pending",
+        next_attempt_at: now,
+        queued_at: now,
+        attempts: 0,
+        claim_token: null,
+        finished_at: null,
+      })
+      .where("state", "=", "dead")
+      .where("channel_id", "=", channelId);
+    if (since !== undefined) q = q.where("finished_at", ">=", since);
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
 }
 
 export { sql };

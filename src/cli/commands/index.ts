@@ -7,11 +7,4 @@ import { register as sign } from "./sign.js";
 import { register as verify } from "./verify.js";
 
 /** Each command module adds itself to the program. One line per module. */
-export const commands: Array<(program: Command) => void> = [
-  sign,
-  verify,
-  send,
-  serve,
-  dev,
-  sandbox,
-];
+export const commands: Array<(program: Command) => void> = [sign, verify, send, serve, dev, sandbox];

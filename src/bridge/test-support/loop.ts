@@ -1,0 +1,125 @@
+import { createServer } from "node:net";
+import { Writable } from "node:stream";
+import { startSandbox, type RunningSandbox } from "../../sandbox/server.js";
+import { type RunningBridge, startBridge } from "../app.js";
+import { validateConfig } from "../config.js";
+
+/** A free TCP port on loopback (bind :0, read, release), for servers that must know each other's URL. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const addr = s.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export const CHANNEL_PHONE = "+16501234567";
+export const REAMAZE_SECRET = "loop-test-reamaze-secret-0123456789";
+export const SIM_SECRET = "loop-test-simulator-secret-abcdef";
+export const ADMIN_TOKEN = "loop-test-admin-token-0123456789";
+
+export interface Loop {
+  bridge: RunningBridge;
+  sandbox: RunningSandbox;
+  logs(): string;
+  close(): Promise<void>;
+}
+
+export interface LoopOptions {
+  database?: string;
+  threading?: { mode: "session" | "pair" | "helpdesk"; idleHours?: number };
+  forwarder?: Record<string, number>;
+  reply?: { deadlineMs: number };
+  bodyLimit?: number;
+  /** The channel's provider block (default: the simulator with SIM_SECRET). */
+  provider?: Record<string, unknown>;
+  /** server.publicUrl; `{port}` is replaced by the bridge's port (providers sign the public URL). */
+  publicUrl?: string;
+}
+
+/** Sandbox helpdesk + bridge with the simulator provider, on ephemeral loopback ports, logs captured. */
+export async function startLoop(opts: LoopOptions = {}): Promise<Loop> {
+  const bridgePort = await freePort();
+  const sandbox = await startSandbox({
+    port: 0,
+    logger: false,
+    config: {
+      channels: [
+        { name: "Support", phone: CHANNEL_PHONE, secret: REAMAZE_SECRET, webhookUrl: `http://127.0.0.1:${bridgePort}/channels/support/reamaze` },
+      ],
+      staff: [{ name: "Staff", email: "staffemail@example.com" }],
+    },
+  });
+  let captured = "";
+  const destination = new Writable({
+    write(chunk, _enc, cb) {
+      captured += chunk.toString();
+      cb();
+    },
+  });
+  const loaded = validateConfig({
+    server: {
+      port: bridgePort,
+      host: "127.0.0.1",
+      ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}),
+      ...(opts.publicUrl ? { publicUrl: opts.publicUrl.replace("{port}", String(bridgePort)) } : {}),
+    },
+    database: opts.database ?? "sqlite::memory:",
+    adminToken: ADMIN_TOKEN,
+    log: { level: "debug" },
+    forwarder: { retryBaseMs: 20, retryCapMs: 200, pollMs: 50, breakerCooldownMs: 200, ...opts.forwarder },
+    ...(opts.reply ? { reply: opts.reply } : {}),
+    channels: [
+      {
+        id: "support",
+        name: "Support",
+        numbers: [CHANNEL_PHONE],
+        reamaze: { incomingUrl: `${sandbox.url}/incoming/sms`, secrets: [REAMAZE_SECRET], timeoutMs: 2_000 },
+        provider: opts.provider ?? { type: "simulator", secret: SIM_SECRET },
+        threading: { mode: opts.threading?.mode ?? "session", idleHours: opts.threading?.idleHours ?? 24 },
+      },
+    ],
+  });
+  const bridge = await startBridge({ loaded, logDestination: destination }).catch(async (e) => {
+    await sandbox.close();
+    throw e;
+  });
+  return {
+    bridge,
+    sandbox,
+    logs: () => captured,
+    async close() {
+      await bridge.close();
+      await sandbox.close();
+    },
+  };
+}
+
+export async function json<T = Record<string, unknown>>(res: Response): Promise<T> {
+  const text = await res.text();
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new Error(`not JSON (HTTP ${res.status}): ${text.slice(0, 200)}`);
+  }
+}
+
+/** Polls until `check` returns a value (not undefined) or the time is up; the error names what never happened. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+}
