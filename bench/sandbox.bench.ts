@@ -37,7 +37,12 @@ function incoming(i: number, customers: number) {
     body: "Hello, is my order on its way? It was due yesterday.",
     thread_id: `thread-${i % customers}`,
   });
-  return { method: "POST", path: "/incoming/sms", headers: { "x-reamaze-hmac-sha256": sign(body, SECRET) }, body };
+  return {
+    method: "POST",
+    path: "/incoming/sms",
+    headers: { "x-reamaze-hmac-sha256": sign(body, SECRET) },
+    body,
+  };
 }
 
 export default async function run(): Promise<BenchResult[]> {
@@ -56,7 +61,7 @@ export default async function run(): Promise<BenchResult[]> {
     await bare.close();
   }
   const sandbox = await startChild(
-    [process.execPath, "--cpu-prof", "--cpu-prof-dir=/tmp/prof", "--import", "tsx", "--input-type=module", "-e", childScript(join(dir, "sandbox.db"))],
+    [process.execPath, "--import", "tsx", "--input-type=module", "-e", childScript(join(dir, "sandbox.db"))],
     {},
     /sandbox listening (http:\/\/\S+)/,
   );

@@ -6,15 +6,15 @@ import { z } from "zod";
 import { toE164 } from "../core/phone.js";
 import { sendError, signedBody } from "../protocol/fastify.js";
 import { createHttpClient } from "../providers/http.js";
-import { registerPhoneNetwork, type PhoneNetwork } from "../providers/simulator/network.js";
-import type { Store } from "../store/store.js";
+import { type PhoneNetwork, registerPhoneNetwork } from "../providers/simulator/network.js";
 import { openStore } from "../store/open.js";
+import type { Store } from "../store/store.js";
 import { buildChannels, type Channel } from "./channels.js";
 import { configSecrets, type LoadedConfig } from "./config.js";
+import { registerDevPage } from "./dev-page.js";
 import { Forwarder } from "./forwarder.js";
 import { registerInbound } from "./inbound.js";
 import { createLogger } from "./logger.js";
-import { registerDevPage } from "./dev-page.js";
 import { DEFAULT_MEDIA, proxiedUrl, registerMediaProxy } from "./media-proxy.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { helpdeskPayload } from "./payload.js";
@@ -64,7 +64,11 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   const { config } = opts.loaded;
   const log =
     opts.logger ??
-    createLogger({ level: config.log.level, secrets: configSecrets(opts.loaded), ...(opts.logDestination ? { destination: opts.logDestination } : {}) });
+    createLogger({
+      level: config.log.level,
+      secrets: configSecrets(opts.loaded),
+      ...(opts.logDestination ? { destination: opts.logDestination } : {}),
+    });
   const now = opts.now ?? Date.now;
   const store = openStore(config.database);
   try {
@@ -89,7 +93,10 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   // Known after listen (port 0 in tests); read at request time.
   const baseUrlRef = { value: config.server.publicUrl ?? "" };
   const publicUrl = (req: Parameters<typeof publicRequestUrl>[0]) =>
-    publicRequestUrl(req, { ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}), trustProxy: config.server.trustProxy });
+    publicRequestUrl(req, {
+      ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}),
+      trustProxy: config.server.trustProxy,
+    });
 
   // Provider and helpdesk webhooks: raw bytes, verified before anything parses them.
   await app.register(async (scope) => {
@@ -123,7 +130,10 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
         const s = stats.find((x) => x.channelId === ch.id);
         metrics.outboxDepth.set({ channel: ch.id }, s?.pending ?? 0);
         metrics.outboxDead.set({ channel: ch.id }, s?.dead ?? 0);
-        metrics.outboxOldest.set({ channel: ch.id }, s?.oldestPendingAt ? Math.max(0, (t - s.oldestPendingAt) / 1000) : 0);
+        metrics.outboxOldest.set(
+          { channel: ch.id },
+          s?.oldestPendingAt ? Math.max(0, (t - s.oldestPendingAt) / 1000) : 0,
+        );
       }
     } catch (err) {
       log.warn({ err }, "could not read outbox statistics for /metrics");
@@ -133,24 +143,52 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
 
   // Other systems sending an SMS through a channel; the helpdesk gets a copy (direction "outbound").
   app.post("/api/messages", async (req, reply) => {
-    if (!config.adminToken) return sendError(reply, 404, "the admin API is disabled: set adminToken in the config");
+    if (!config.adminToken)
+      return sendError(reply, 404, "the admin API is disabled: set adminToken in the config");
     const auth = req.headers.authorization ?? "";
-    if (!timingSafeEqualString(auth, `Bearer ${config.adminToken}`)) return sendError(reply, 401, "missing or wrong bearer token");
+    if (!timingSafeEqualString(auth, `Bearer ${config.adminToken}`))
+      return sendError(reply, 401, "missing or wrong bearer token");
     const parsed = adminSendSchema.safeParse(req.body);
     if (!parsed.success) {
-      const errors = parsed.error.issues.map((i) => ({ path: i.path.join(".") || "(root)", message: i.message }));
-      return sendError(reply, 422, `invalid request: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`, errors);
+      const errors = parsed.error.issues.map((i) => ({
+        path: i.path.join(".") || "(root)",
+        message: i.message,
+      }));
+      return sendError(
+        reply,
+        422,
+        `invalid request: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`,
+        errors,
+      );
     }
     const b = parsed.data;
-    const ch = b.channel ? channels.get(b.channel) : channels.size === 1 ? [...channels.values()][0] : undefined;
-    if (!ch) return sendError(reply, b.channel ? 404 : 422, b.channel ? `unknown channel "${b.channel}"` : "channel: required when more than one channel is configured");
+    const ch = b.channel
+      ? channels.get(b.channel)
+      : channels.size === 1
+        ? [...channels.values()][0]
+        : undefined;
+    if (!ch)
+      return sendError(
+        reply,
+        b.channel ? 404 : 422,
+        b.channel
+          ? `unknown channel "${b.channel}"`
+          : "channel: required when more than one channel is configured",
+      );
     const to = toE164(b.to);
     if (!to) return sendError(reply, 422, `to: "${b.to}" is not a phone number (E.164, e.g. +15105559999)`);
     const from = b.from ?? [...ch.numbers][0]!;
-    if (!ch.numbers.has(from)) return sendError(reply, 422, `from: ${from} is not a number of channel "${ch.id}"`);
-    const answer = await sendThroughProvider({ store, metrics, log, now }, ch, { from, to, body: b.body, mediaUrls: b.media ?? [], statusCallbackUrl: ch.urls.status }, config.reply.deadlineMs);
+    if (!ch.numbers.has(from))
+      return sendError(reply, 422, `from: ${from} is not a number of channel "${ch.id}"`);
+    const answer = await sendThroughProvider(
+      { store, metrics, log, now },
+      ch,
+      { from, to, body: b.body, mediaUrls: b.media ?? [], statusCallbackUrl: ch.urls.status },
+      config.reply.deadlineMs,
+    );
     if (!answer.result) {
-      if (answer.retryAfterMs !== undefined) reply.header("retry-after", String(Math.ceil(answer.retryAfterMs / 1000)));
+      if (answer.retryAfterMs !== undefined)
+        reply.header("retry-after", String(Math.ceil(answer.retryAfterMs / 1000)));
       return reply.code(answer.status).send(answer.body);
     }
     const createdAt = now();
@@ -177,7 +215,11 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
         }),
     });
     forwarder?.wake();
-    return reply.code(201).send({ id: providerId, message_id: sent.messageId, ...(sent.threadId ? { thread_id: sent.threadId } : {}) });
+    return reply.code(201).send({
+      id: providerId,
+      message_id: sent.messageId,
+      ...(sent.threadId ? { thread_id: sent.threadId } : {}),
+    });
   });
 
   if (opts.devPage) registerDevPage(app, opts.devPage.sandboxUrl);
@@ -190,7 +232,13 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
       .map((c) => {
         const local = `${localBase}/channels/${c.id}`;
         const p = opts.loaded.providers.get(c.id)?.config as { secret: string };
-        return { id: c.id, numbers: [...c.numbers], secret: p.secret, inboundUrl: `${local}/inbound`, statusUrl: `${local}/status` };
+        return {
+          id: c.id,
+          numbers: [...c.numbers],
+          secret: p.secret,
+          inboundUrl: `${local}/inbound`,
+          statusUrl: `${local}/status`,
+        };
       });
   if ([...opts.loaded.providers.values()].some((p) => p.type === "simulator")) {
     simulator = registerPhoneNetwork(app, { channels: simulated, log });
@@ -201,16 +249,29 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   await app.listen({ port, host });
   const addr = app.server.address();
   const actualPort = typeof addr === "object" && addr ? addr.port : port;
-  const loopHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  const loopHost =
+    host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
   localBase = `http://${loopHost}:${actualPort}`;
   const baseUrl = config.server.publicUrl ?? localBase;
   baseUrlRef.value = baseUrl;
-  for (const [id, ch] of buildChannels(opts.loaded, baseUrl, { http: createHttpClient(), log, now: () => new Date(now()) })) {
+  for (const [id, ch] of buildChannels(opts.loaded, baseUrl, {
+    http: createHttpClient(),
+    log,
+    now: () => new Date(now()),
+  })) {
     channels.set(id, ch);
   }
   forwarder = new Forwarder(store, channels, config.forwarder, metrics, log, now);
   if (opts.forwarder !== false) forwarder.start();
-  log.info({ url: localBase, publicUrl: config.server.publicUrl, channels: [...channels.keys()], database: redactUrl(config.database) }, "smsbridge listening");
+  log.info(
+    {
+      url: localBase,
+      publicUrl: config.server.publicUrl,
+      channels: [...channels.keys()],
+      database: redactUrl(config.database),
+    },
+    "smsbridge listening",
+  );
 
   const fw = forwarder;
   return {

@@ -22,7 +22,11 @@ export function channelUrls(baseUrl: string, id: string) {
   };
 }
 
-export function buildChannels(loaded: LoadedConfig, baseUrl: string, deps: { http: HttpClient; log: Logger; now: () => Date }) {
+export function buildChannels(
+  loaded: LoadedConfig,
+  baseUrl: string,
+  deps: { http: HttpClient; log: Logger; now: () => Date },
+) {
   const channels = new Map<string, Channel>();
   for (const cfg of loaded.config.channels) {
     const p = loaded.providers.get(cfg.id);

@@ -10,27 +10,35 @@ import { providerFactory, providerTypes } from "../providers/registry.js";
  */
 
 const url = (example: string) =>
-  z.string({ error: "must be a string" }).refine((v) => /^https?:\/\/[^\s]+$/.test(v), { error: `must be an http(s) URL, e.g. ${example}` });
+  z
+    .string({ error: "must be a string" })
+    .refine((v) => /^https?:\/\/[^\s]+$/.test(v), { error: `must be an http(s) URL, e.g. ${example}` });
 
 const threadingSchema = z
   .object({
-    mode: z.enum(["session", "pair", "helpdesk"], { error: "must be session, pair or helpdesk" }).default("session"),
+    mode: z
+      .enum(["session", "pair", "helpdesk"], { error: "must be session, pair or helpdesk" })
+      .default("session"),
     idleHours: z.number({ error: "must be a number" }).positive({ error: "must be > 0" }).default(24),
   })
   .strict();
 
 const channelSchema = z
   .object({
-    id: z
-      .string({ error: "required" })
-      .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/i, { error: "letters, digits, '-' and '_' only (it is part of the URL)" }),
+    id: z.string({ error: "required" }).regex(/^[a-z0-9][a-z0-9_-]{0,62}$/i, {
+      error: "letters, digits, '-' and '_' only (it is part of the URL)",
+    }),
     name: z.string().optional(),
     numbers: z
-      .array(z.string().refine(isE164, { error: "not E.164 (e.g. +16501234567)" }), { error: "required: the channel's phone numbers" })
+      .array(z.string().refine(isE164, { error: "not E.164 (e.g. +16501234567)" }), {
+        error: "required: the channel's phone numbers",
+      })
       .min(1, { error: "at least one number" }),
     reamaze: z
       .object({
-        incomingUrl: url("https://www.reamaze.io/incoming/sms").default("https://www.reamaze.io/incoming/sms"),
+        incomingUrl: url("https://www.reamaze.io/incoming/sms").default(
+          "https://www.reamaze.io/incoming/sms",
+        ),
         secrets: z
           .array(z.string().min(1, { error: "empty secret (is its ${ENV} variable empty?)" }), {
             error: "required: the channel's shared secret(s); the first signs, all verify",
@@ -53,7 +61,11 @@ export const configSchema = z
         host: z.string().default("0.0.0.0"),
         publicUrl: url("https://sms.example.com").optional(),
         trustProxy: z.boolean().default(false),
-        bodyLimit: z.number().int().positive().default(1024 * 1024),
+        bodyLimit: z
+          .number()
+          .int()
+          .positive()
+          .default(1024 * 1024),
       })
       .strict()
       .default({ port: 8080, host: "0.0.0.0", trustProxy: false, bodyLimit: 1024 * 1024 }),
@@ -92,7 +104,9 @@ export const configSchema = z
       .object({ deadlineMs: z.number().int().positive().default(10_000) })
       .strict()
       .default({ deadlineMs: 10_000 }),
-    channels: z.array(channelSchema, { error: "required: a list of channels" }).min(1, { error: "at least one channel" }),
+    channels: z
+      .array(channelSchema, { error: "required: a list of channels" })
+      .min(1, { error: "at least one channel" }),
   })
   .strict();
 
@@ -113,19 +127,29 @@ function pathString(path: ReadonlyArray<PropertyKey>): string {
 }
 
 /** Replaces `${NAME}` and `${NAME:-default}` in every string value; a missing variable is an error naming the path. */
-export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, problems: string[], path: PropertyKey[] = []): unknown {
+export function interpolateEnv(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  problems: string[],
+  path: PropertyKey[] = [],
+): unknown {
   if (typeof value === "string") {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
-      const v = env[name];
-      if (v !== undefined && v !== "") return v;
-      if (fallback !== undefined) return fallback;
-      problems.push(`${pathString(path)}: environment variable ${name} is not set`);
-      return "";
-    });
+    return value.replace(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+      (_m, name: string, fallback?: string) => {
+        const v = env[name];
+        if (v !== undefined && v !== "") return v;
+        if (fallback !== undefined) return fallback;
+        problems.push(`${pathString(path)}: environment variable ${name} is not set`);
+        return "";
+      },
+    );
   }
   if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, problems, [...path, i]));
   if (value && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, problems, [...path, k])]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, problems, [...path, k])]),
+    );
   }
   return value;
 }
@@ -144,7 +168,9 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   if (!r.success) {
     for (const issue of r.error.issues) {
       const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;
-      problems.push(`${pathString(issue.path)}: ${missing && !issue.message.startsWith("required") ? "required" : issue.message}`);
+      problems.push(
+        `${pathString(issue.path)}: ${missing && !issue.message.startsWith("required") ? "required" : issue.message}`,
+      );
     }
   }
   if (problems.length || !r.success) throw new ConfigError(problems);
@@ -163,14 +189,18 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
     const { type, ...rest } = ch.provider;
     const factory = providerFactory(type);
     if (!factory) {
-      problems.push(`channels[${i}].provider.type: unknown provider "${type}" (known: ${providerTypes().join(", ")})`);
+      problems.push(
+        `channels[${i}].provider.type: unknown provider "${type}" (known: ${providerTypes().join(", ")})`,
+      );
       return;
     }
     const pr = factory.config.safeParse(rest);
     if (!pr.success) {
       for (const issue of pr.error.issues) {
         const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;
-        problems.push(`${pathString([`channels`, i, "provider", ...issue.path])}: ${missing ? "required" : issue.message}`);
+        problems.push(
+          `${pathString([`channels`, i, "provider", ...issue.path])}: ${missing ? "required" : issue.message}`,
+        );
       }
     } else providers.set(ch.id, { type, config: pr.data, secretKeys: factory.secretKeys });
   });
@@ -183,12 +213,16 @@ export function readConfigFile(file: string): unknown {
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new ConfigError([`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`]);
+    throw new ConfigError([
+      `${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    ]);
   }
   try {
     return file.endsWith(".json") ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
-    throw new ConfigError([`${file}: not valid ${file.endsWith(".json") ? "JSON" : "YAML"}: ${(e as Error).message}`]);
+    throw new ConfigError([
+      `${file}: not valid ${file.endsWith(".json") ? "JSON" : "YAML"}: ${(e as Error).message}`,
+    ]);
   }
 }
 

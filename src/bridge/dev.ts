@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { startSandbox, type RunningSandbox } from "../sandbox/server.js";
+import { type RunningSandbox, startSandbox } from "../sandbox/server.js";
 import { type RunningBridge, startBridge } from "./app.js";
 import { validateConfig } from "./config.js";
 

@@ -68,9 +68,15 @@ export class Forwarder {
           const free = ch.config.concurrency - (this.inflight.get(ch.id) ?? 0);
           const allowance = Math.min(this.cfg.batch, breaker.allowance(now, free));
           this.metrics.breakerOpen.set({ channel: ch.id }, breaker.current(now) === "closed" ? 0 : 1);
-          if (breaker.current(now) === "open") sleepMs = Math.min(sleepMs, Math.max(10, breaker.reopensIn(now)));
+          if (breaker.current(now) === "open")
+            sleepMs = Math.min(sleepMs, Math.max(10, breaker.reopensIn(now)));
           if (allowance <= 0) continue;
-          const rows = await this.store.claim({ limit: allowance, leaseMs: this.cfg.leaseMs, now, channels: [ch.id] });
+          const rows = await this.store.claim({
+            limit: allowance,
+            leaseMs: this.cfg.leaseMs,
+            now,
+            channels: [ch.id],
+          });
           claimed += rows.length;
           for (const row of rows) this.dispatch(ch, row, breaker);
         }
@@ -90,7 +96,8 @@ export class Forwarder {
   }
 
   private hasRoom(): boolean {
-    for (const ch of this.channels.values()) if ((this.inflight.get(ch.id) ?? 0) < ch.config.concurrency) return true;
+    for (const ch of this.channels.values())
+      if ((this.inflight.get(ch.id) ?? 0) < ch.config.concurrency) return true;
     return false;
   }
 
@@ -113,7 +120,12 @@ export class Forwarder {
     this.inflight.set(ch.id, (this.inflight.get(ch.id) ?? 0) + 1);
     breaker.onStart(this.now());
     const p = this.deliver(ch, row, breaker)
-      .catch((err) => this.log.error({ err, outbox: row.id }, "delivery bookkeeping failed; the lease will expire and it will be retried"))
+      .catch((err) =>
+        this.log.error(
+          { err, outbox: row.id },
+          "delivery bookkeeping failed; the lease will expire and it will be retried",
+        ),
+      )
       .finally(() => {
         this.inflight.set(ch.id, (this.inflight.get(ch.id) ?? 1) - 1);
         this.active.delete(p);
@@ -139,20 +151,50 @@ export class Forwarder {
     } else if (outcome.kind === "rejected") {
       // The helpdesk is up and said no: retrying the same bytes cannot help. Keep it, with the answer.
       breaker.success();
-      recorded = await this.store.markDead(row.id, row.token, outcome.status || null, outcome.reason, outcome.body, now);
+      recorded = await this.store.markDead(
+        row.id,
+        row.token,
+        outcome.status || null,
+        outcome.reason,
+        outcome.body,
+        now,
+      );
       label = "dead";
-      this.log.warn({ channel: ch.id, outbox: row.id, status: outcome.status, answer: outcome.body }, "helpdesk rejected a message; kept as dead");
+      this.log.warn(
+        { channel: ch.id, outbox: row.id, status: outcome.status, answer: outcome.body },
+        "helpdesk rejected a message; kept as dead",
+      );
     } else if (retryExpired(row.queuedAt, now, this.policy)) {
       breaker.failure(now);
-      recorded = await this.store.markDead(row.id, row.token, outcome.status ?? null, `gave up after ${row.attempts} attempts: ${outcome.reason}`, outcome.body ?? "", now);
+      recorded = await this.store.markDead(
+        row.id,
+        row.token,
+        outcome.status ?? null,
+        `gave up after ${row.attempts} attempts: ${outcome.reason}`,
+        outcome.body ?? "",
+        now,
+      );
       label = "dead";
-      this.log.error({ channel: ch.id, outbox: row.id, attempts: row.attempts }, "gave up delivering a message; kept as dead");
+      this.log.error(
+        { channel: ch.id, outbox: row.id, attempts: row.attempts },
+        "gave up delivering a message; kept as dead",
+      );
     } else {
       breaker.failure(now);
       const delay = retryDelay(row.attempts, this.policy, outcome.retryAfterMs);
-      recorded = await this.store.markRetry(row.id, row.token, now + delay, outcome.status ?? null, outcome.reason, outcome.body);
+      recorded = await this.store.markRetry(
+        row.id,
+        row.token,
+        now + delay,
+        outcome.status ?? null,
+        outcome.reason,
+        outcome.body,
+      );
       label = "retry";
-      this.log.info({ channel: ch.id, outbox: row.id, attempt: row.attempts, reason: outcome.reason, retryInMs: delay }, "helpdesk delivery will be retried");
+      this.log.info(
+        { channel: ch.id, outbox: row.id, attempt: row.attempts, reason: outcome.reason, retryInMs: delay },
+        "helpdesk delivery will be retried",
+      );
     }
     this.metrics.forwardAttempts.inc({ channel: ch.id, outcome: recorded ? label : "lost_claim" });
   }

@@ -2,7 +2,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { maskPhone } from "../core/phone.js";
 import { sendError } from "../protocol/fastify.js";
-import { BadWebhook, type InboundMessage, type ProviderEvent, type RawRequest, type StatusUpdate } from "../providers/types.js";
+import {
+  BadWebhook,
+  type InboundMessage,
+  type ProviderEvent,
+  type RawRequest,
+  type StatusUpdate,
+} from "../providers/types.js";
 import type { Store } from "../store/store.js";
 import type { Channel } from "./channels.js";
 import type { Metrics } from "./metrics.js";
@@ -39,7 +45,10 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     const verdict = await ch.adapter.verify(raw);
     if (!verdict.ok) {
       deps.metrics.inbound.inc({ channel: ch.id, result: "rejected" });
-      req.log.warn({ channel: ch.id, route, reason: verdict.reason, expected: verdict.expected, url: raw.url }, "provider webhook failed verification");
+      req.log.warn(
+        { channel: ch.id, route, reason: verdict.reason, expected: verdict.expected, url: raw.url },
+        "provider webhook failed verification",
+      );
       return sendError(reply, verdict.status, verdict.reason);
     }
     let events: ProviderEvent[];
@@ -55,15 +64,30 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     try {
       await Promise.all(
         events.map((ev) =>
-          ev.kind === "message" ? storeMessage(deps, ch, ev) : ev.kind === "status" ? storeStatus(deps, ch, ev) : undefined,
+          ev.kind === "message"
+            ? storeMessage(deps, ch, ev)
+            : ev.kind === "status"
+              ? storeStatus(deps, ch, ev)
+              : undefined,
         ),
       );
     } catch (err) {
       deps.metrics.inbound.inc({ channel: ch.id, result: "error" });
-      req.log.error({ err, channel: ch.id }, "could not store a provider webhook; answering 503 so the provider retries");
-      return sendError(reply.header("retry-after", "5"), 503, "storage unavailable; nothing was stored, retry later");
+      req.log.error(
+        { err, channel: ch.id },
+        "could not store a provider webhook; answering 503 so the provider retries",
+      );
+      return sendError(
+        reply.header("retry-after", "5"),
+        503,
+        "storage unavailable; nothing was stored, retry later",
+      );
     }
-    const answer = ch.adapter.ack?.(events) ?? { status: 200, headers: { "content-type": "application/json" }, body: '{"ok":true}' };
+    const answer = ch.adapter.ack?.(events) ?? {
+      status: 200,
+      headers: { "content-type": "application/json" },
+      body: '{"ok":true}',
+    };
     reply.code(answer.status);
     for (const [k, v] of Object.entries(answer.headers ?? {})) reply.header(k, v);
     return reply.send(answer.body ?? "");
@@ -105,7 +129,13 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     if (r.status === "stored") {
       d.onStored();
       d.log.info(
-        { channel: ch.id, id, from: d.maskPhones ? maskPhone(m.from) : m.from, thread: r.threadId, keyword: r.keyword },
+        {
+          channel: ch.id,
+          id,
+          from: d.maskPhones ? maskPhone(m.from) : m.from,
+          thread: r.threadId,
+          keyword: r.keyword,
+        },
         "customer message stored",
       );
     }
@@ -116,12 +146,23 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     const found = await d.store.recordDelivery(ch.id, ch.adapter.type, s.providerMessageId, {
       state: s.state,
       providerStatus: s.providerStatus,
-      ...(s.errorCode || s.errorMessage ? { error: [s.errorCode, s.errorMessage].filter(Boolean).join(": ") } : {}),
+      ...(s.errorCode || s.errorMessage
+        ? { error: [s.errorCode, s.errorMessage].filter(Boolean).join(": ") }
+        : {}),
       at: Number.isNaN(at) ? d.now() : at,
     });
     d.metrics.deliveryReports.inc({ channel: ch.id, state: s.state });
     d.metrics.inbound.inc({ channel: ch.id, result: "status" });
     const level = s.state === "failed" || s.state === "undelivered" ? "warn" : "debug";
-    d.log[level]({ channel: ch.id, providerMessageId: s.providerMessageId, state: s.state, error: s.errorCode, known: found }, "delivery report");
+    d.log[level](
+      {
+        channel: ch.id,
+        providerMessageId: s.providerMessageId,
+        state: s.state,
+        error: s.errorCode,
+        known: found,
+      },
+      "delivery report",
+    );
   }
 }

@@ -38,10 +38,16 @@ export function scrubber(secrets: readonly string[], out: Writable): Writable {
   return t;
 }
 
-export function createLogger(opts: { level?: string; secrets?: readonly string[]; destination?: Writable } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; secrets?: readonly string[]; destination?: Writable } = {},
+): Logger {
   const out = opts.destination ?? process.stdout;
   return pino(
-    { level: opts.level ?? "info", redact: { paths: REDACT, censor: "[REDACTED]" }, base: { service: "smsbridge" } },
+    {
+      level: opts.level ?? "info",
+      redact: { paths: REDACT, censor: "[REDACTED]" },
+      base: { service: "smsbridge" },
+    },
     scrubber(opts.secrets ?? [], out),
   );
 }

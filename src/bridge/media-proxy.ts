@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance } from "fastify";
-import { request } from "undici";
 import type { Logger } from "pino";
+import { request } from "undici";
 import { sendError } from "../protocol/fastify.js";
 import type { MediaAccess } from "../providers/types.js";
 import type { Channel } from "./channels.js";
@@ -23,7 +23,16 @@ export interface MediaProxyOptions {
 export const DEFAULT_MEDIA: MediaProxyOptions = {
   ttlMs: 30 * 24 * 3_600_000,
   maxBytes: 10 * 1024 * 1024,
-  contentTypes: ["image/", "video/", "audio/", "application/pdf", "text/vcard", "text/x-vcard", "text/calendar", "text/plain"],
+  contentTypes: [
+    "image/",
+    "video/",
+    "audio/",
+    "application/pdf",
+    "text/vcard",
+    "text/x-vcard",
+    "text/calendar",
+    "text/plain",
+  ],
 };
 
 const MAX_REDIRECTS = 3;
@@ -42,7 +51,9 @@ export function hostAllowed(media: MediaAccess, url: URL): boolean {
 }
 
 export function mediaToken(ch: Channel, url: string, expiresAt: number): string {
-  const body = Buffer.from(JSON.stringify({ c: ch.id, u: url, x: Math.floor(expiresAt / 1000) })).toString("base64url");
+  const body = Buffer.from(JSON.stringify({ c: ch.id, u: url, x: Math.floor(expiresAt / 1000) })).toString(
+    "base64url",
+  );
   const mac = createHmac("sha256", keyFor(ch)).update(body).digest("base64url");
   return `${body}.${mac}`;
 }
@@ -61,10 +72,12 @@ export function readMediaToken(
     return { status: 404, error: "not a media link" };
   }
   const ch = typeof claims.c === "string" ? channels.get(claims.c) : undefined;
-  if (!ch || typeof claims.u !== "string" || typeof claims.x !== "number") return { status: 404, error: "not a media link" };
+  if (!ch || typeof claims.u !== "string" || typeof claims.x !== "number")
+    return { status: 404, error: "not a media link" };
   const expected = createHmac("sha256", keyFor(ch)).update(body).digest();
   const got = Buffer.from(mac, "base64url");
-  if (got.length !== expected.length || !timingSafeEqual(got, expected)) return { status: 404, error: "not a media link" };
+  if (got.length !== expected.length || !timingSafeEqual(got, expected))
+    return { status: 404, error: "not a media link" };
   if (claims.x * 1000 < now) return { status: 410, error: "this media link has expired" };
   return { ch, url: new URL(claims.u) };
 }
@@ -95,7 +108,8 @@ export function registerMediaProxy(
     const found = readMediaToken(deps.channels, req.params.token, deps.now());
     if ("error" in found) return sendError(reply, found.status, found.error);
     const media = found.ch.adapter.media;
-    if (!media || !hostAllowed(media, found.url)) return sendError(reply, 403, "media host not allowed for this channel");
+    if (!media || !hostAllowed(media, found.url))
+      return sendError(reply, 403, "media host not allowed for this channel");
     let url = found.url;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const res = await request(url, {
@@ -111,13 +125,18 @@ export function registerMediaProxy(
         await res.body.dump();
         const next = new URL(String(res.headers.location), url);
         // Credentials are decided per URL by the adapter; a redirect may only go to https (CDN) hosts.
-        if (next.protocol !== "https:" && !hostAllowed(media, next)) return sendError(reply, 502, "provider redirected media to an insecure URL");
+        if (next.protocol !== "https:" && !hostAllowed(media, next))
+          return sendError(reply, 502, "provider redirected media to an insecure URL");
         url = next;
         continue;
       }
       if (res.statusCode !== 200) {
         await res.body.dump();
-        return sendError(reply, res.statusCode === 404 || res.statusCode === 410 ? 404 : 502, `provider answered ${res.statusCode} for this media`);
+        return sendError(
+          reply,
+          res.statusCode === 404 || res.statusCode === 410 ? 404 : 502,
+          `provider answered ${res.statusCode} for this media`,
+        );
       }
       const type = String(res.headers["content-type"] ?? "application/octet-stream");
       if (!typeAllowed(type, deps.opts.contentTypes)) {

@@ -58,7 +58,18 @@ export function createMetrics() {
     labelNames: ["channel", "state"] as const,
     registers: [registry],
   });
-  return { registry, inbound, forwardAttempts, outboxDepth, outboxOldest, outboxDead, breakerOpen, replyLatency, providerSends, deliveryReports };
+  return {
+    registry,
+    inbound,
+    forwardAttempts,
+    outboxDepth,
+    outboxOldest,
+    outboxDead,
+    breakerOpen,
+    replyLatency,
+    providerSends,
+    deliveryReports,
+  };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

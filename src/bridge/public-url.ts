@@ -5,7 +5,10 @@ import type { FastifyRequest } from "fastify";
  * `server.publicUrl` when set (the origin and any path prefix a proxy adds), else the forwarded headers when
  * the bridge is configured to trust its proxy, else what the request itself says.
  */
-export function publicRequestUrl(req: FastifyRequest, opts: { publicUrl?: string; trustProxy: boolean }): string {
+export function publicRequestUrl(
+  req: FastifyRequest,
+  opts: { publicUrl?: string; trustProxy: boolean },
+): string {
   if (opts.publicUrl) return opts.publicUrl.replace(/\/+$/, "") + req.url;
   const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v)?.split(",")[0]?.trim();
   if (opts.trustProxy) {

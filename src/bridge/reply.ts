@@ -37,12 +37,18 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
       const started = performance.now();
       const ch = deps.channels.get((req.params as { id: string }).id)!;
       const answer = await handle(req, ch);
-      deps.metrics.replyLatency.observe({ channel: ch.id, status: String(answer.status) }, (performance.now() - started) / 1000);
+      deps.metrics.replyLatency.observe(
+        { channel: ch.id, status: String(answer.status) },
+        (performance.now() - started) / 1000,
+      );
       return send(reply, answer);
     },
   );
 
-  async function handle(req: FastifyRequest, ch: Channel): Promise<{ status: number; body: string; retryAfterMs?: number }> {
+  async function handle(
+    req: FastifyRequest,
+    ch: Channel,
+  ): Promise<{ status: number; body: string; retryAfterMs?: number }> {
     const payload = req.signed!.payload as StaffReply;
     const bytes = req.signed!.bytes;
     if (!ch.numbers.has(payload.from.phone)) {
@@ -60,10 +66,12 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
       claim = await deps.store.claimReply(ch.id, hash, deps.now(), leaseMs);
     }
     if (claim.kind === "done") return { status: claim.status, body: claim.body };
-    if (claim.kind === "busy") return json(503, { error: "The same reply is still being sent; try again in a moment." }, 1_000);
+    if (claim.kind === "busy")
+      return json(503, { error: "The same reply is still being sent; try again in a moment." }, 1_000);
     if (claim.kind === "interrupted") {
       return json(409, {
-        error: "An earlier attempt at this exact reply was interrupted and may have been sent. Check the customer's phone; edit the text to send it again.",
+        error:
+          "An earlier attempt at this exact reply was interrupted and may have been sent. Check the customer's phone; edit the text to send it again.",
       });
     }
     let answer: SendAnswer;
@@ -104,9 +112,20 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
         adoptThread: true,
       });
       messageId = sent.messageId;
-      deps.log.info({ channel: ch.id, conversation: payload.conversation.slug, providerId: answer.result.providerId }, "staff reply sent");
+      deps.log.info(
+        { channel: ch.id, conversation: payload.conversation.slug, providerId: answer.result.providerId },
+        "staff reply sent",
+      );
     } else {
-      deps.log.warn({ channel: ch.id, conversation: payload.conversation.slug, status: answer.status, reason: answer.body.reason }, "staff reply not sent");
+      deps.log.warn(
+        {
+          channel: ch.id,
+          conversation: payload.conversation.slug,
+          status: answer.status,
+          reason: answer.body.reason,
+        },
+        "staff reply not sent",
+      );
     }
     const out = json(answer.status, answer.body);
     await deps.store.finishReply(ch.id, hash, out.status, out.body, messageId);
@@ -119,7 +138,7 @@ function json(status: number, body: Record<string, unknown>, retryAfterMs?: numb
 }
 
 function send(reply: FastifyReply, a: { status: number; body: string; retryAfterMs?: number }) {
-  if (a.retryAfterMs !== undefined) reply.header("retry-after", String(Math.max(1, Math.ceil(a.retryAfterMs / 1000))));
+  if (a.retryAfterMs !== undefined)
+    reply.header("retry-after", String(Math.max(1, Math.ceil(a.retryAfterMs / 1000))));
   return reply.code(a.status).type("application/json").send(a.body);
 }
-

@@ -81,7 +81,11 @@ export async function sendThroughProvider(
       return {
         status: 422,
         final: true,
-        body: { error: `Not sent: the SMS provider refused it: ${result.reason} (code ${result.code}).`, reason: "rejected", code: result.code },
+        body: {
+          error: `Not sent: the SMS provider refused it: ${result.reason} (code ${result.code}).`,
+          reason: "rejected",
+          code: result.code,
+        },
       };
     case "retryable": {
       deps.metrics.providerSends.inc({ channel: ch.id, provider: ch.adapter.type, outcome: "retryable" });

@@ -59,10 +59,12 @@ const channelSchema = z
       .string({ error: "must be a string" })
       .regex(/^[a-z0-9][a-z0-9-]*$/, { error: "lower-case letters, digits and dashes only" })
       .optional(),
-    name: z.string({ error: "required (a display name, e.g. Support)" }).min(1, { error: "must not be empty" }),
-    phone: z
-      .string({ error: "required (the channel's number in E.164, e.g. +16501234567)" })
-      .regex(E164, { error: "not E.164 (a '+', the country code and the number, digits only, e.g. +16501234567)" }),
+    name: z
+      .string({ error: "required (a display name, e.g. Support)" })
+      .min(1, { error: "must not be empty" }),
+    phone: z.string({ error: "required (the channel's number in E.164, e.g. +16501234567)" }).regex(E164, {
+      error: "not E.164 (a '+', the country code and the number, digits only, e.g. +16501234567)",
+    }),
     secret: z.string({ error: "must be a string" }).min(1, { error: "must not be empty" }).optional(),
     secrets: z
       .array(z.string({ error: "must be a string" }).min(1, { error: "must not be empty" }), {
@@ -78,10 +80,18 @@ const channelSchema = z
   .strict()
   .superRefine((v, ctx) => {
     if (!v.secret && !v.secrets) {
-      ctx.addIssue({ code: "custom", path: ["secret"], message: "required: set `secret` or `secrets: [new, old]`" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["secret"],
+        message: "required: set `secret` or `secrets: [new, old]`",
+      });
     }
     if (v.secret && v.secrets) {
-      ctx.addIssue({ code: "custom", path: ["secrets"], message: "set either `secret` or `secrets`, not both" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["secrets"],
+        message: "set either `secret` or `secrets`, not both",
+      });
     }
   });
 
@@ -119,7 +129,12 @@ function slugify(name: string): string {
 }
 
 /** Replaces `${NAME}` in every string with the environment variable, so secrets stay out of the file. */
-function interpolate(value: unknown, env: NodeJS.ProcessEnv, path: PropertyKey[], problems: string[]): unknown {
+function interpolate(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  path: PropertyKey[],
+  problems: string[],
+): unknown {
   if (typeof value === "string") {
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
       const v = env[name];
@@ -148,7 +163,9 @@ export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.
   if (!r.success) {
     for (const issue of r.error.issues) {
       const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;
-      problems.push(`${formatPath(issue.path)}: ${missing && !/required/.test(issue.message) ? "required" : issue.message}`);
+      problems.push(
+        `${formatPath(issue.path)}: ${missing && !/required/.test(issue.message) ? "required" : issue.message}`,
+      );
     }
     throw new ConfigError(`invalid sandbox config: ${problems.join("; ")}`, problems);
   }
@@ -216,13 +233,14 @@ export interface DemoOptions {
  * for fiction; the secret is random unless given (env `SMSBRIDGE_SANDBOX_SECRET`), so it is printed at start.
  */
 export function demoConfig(opts: DemoOptions = {}, env: NodeJS.ProcessEnv = process.env): SandboxConfig {
-  const webhookUrl = opts.webhookUrl ?? env.SMSBRIDGE_SANDBOX_WEBHOOK_URL ?? DEMO_WEBHOOK_URL;
+  // `||`, not `??`: an exported-but-empty variable means "not set".
+  const webhookUrl = opts.webhookUrl || env.SMSBRIDGE_SANDBOX_WEBHOOK_URL || DEMO_WEBHOOK_URL;
   return validateConfig({
     channels: [
       {
         name: "Demo",
-        phone: opts.phone ?? env.SMSBRIDGE_SANDBOX_PHONE ?? DEMO_PHONE,
-        secret: opts.secret ?? env.SMSBRIDGE_SANDBOX_SECRET ?? randomBytes(18).toString("base64url"),
+        phone: opts.phone || env.SMSBRIDGE_SANDBOX_PHONE || DEMO_PHONE,
+        secret: opts.secret || env.SMSBRIDGE_SANDBOX_SECRET || randomBytes(18).toString("base64url"),
         webhookUrl,
       },
     ],

@@ -14,7 +14,9 @@ import { postIncoming, startReceiver, type WebhookReceiver } from "./test-suppor
 const CHROMIUM = "/usr/bin/chromium";
 const missing = !existsSync(CHROMIUM);
 if (missing && process.env.CI) {
-  throw new Error(`${CHROMIUM} is missing under CI: install it (apt-get install -y chromium); .ci/run does this`);
+  throw new Error(
+    `${CHROMIUM} is missing under CI: install it (apt-get install -y chromium); .ci/run does this`,
+  );
 }
 const skip = missing ? `${CHROMIUM} not found: apt-get install -y chromium to run the browser test` : false;
 
@@ -80,7 +82,10 @@ describe("web inbox in chromium", { skip }, () => {
     assert.equal(r.status, 201);
     await page.locator(".conversation", { hasText: "Maria García" }).waitFor();
     await page.locator(".msg.customer .bubble", { hasText: "Where is my order #4412?" }).waitFor();
-    assert.equal(await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument), true);
+    assert.equal(
+      await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument),
+      true,
+    );
   });
 
   it("a reply typed in the UI reaches the receiver, which verifies the signature, and shows sent", async () => {
@@ -90,7 +95,7 @@ describe("web inbox in chromium", { skip }, () => {
     await page.keyboard.press("Control+Enter");
     const msg = page.locator(".msg.staff", { hasText: "It ships tomorrow!" });
     await msg.and(page.locator("[data-status='sent']")).waitFor();
-    assert.match(await msg.locator(".chip-sent").innerText(), /sent/);
+    assert.match(await msg.locator(".chip-sent").textContent(), /sent/);
     const got = receiver.received.at(-1);
     assert.ok(got?.verified, "the receiver verified X-Reamaze-Hmac-SHA256");
     const payload = got?.json as { body: string; to: { phone: string }; thread_id: string };
@@ -106,7 +111,7 @@ describe("web inbox in chromium", { skip }, () => {
     await page.locator("#send").click();
     const msg = page.locator(".msg.staff", { hasText: "Second try" });
     await msg.and(page.locator("[data-status='failed']")).waitFor();
-    const failure = await msg.locator(".failure").innerText();
+    const failure = await msg.locator(".failure").textContent();
     assert.match(failure, /500/);
     assert.match(failure, /provider exploded/);
 
@@ -116,11 +121,19 @@ describe("web inbox in chromium", { skip }, () => {
   });
 
   it("the request log shows the signature debugger for a bad signature", async () => {
-    const body = JSON.stringify({ id: "b-2", to: { phone: SUPPORT }, from: { phone: "+15105559999" }, body: "x" });
+    const body = JSON.stringify({
+      id: "b-2",
+      to: { phone: SUPPORT },
+      from: { phone: "+15105559999" },
+      body: "x",
+    });
     const res = await fetch(`${sandbox.url}/incoming/sms`, {
       method: "POST",
       body,
-      headers: { "content-type": "application/json", "X-Reamaze-Hmac-SHA256": createHmac("sha256", SECRET).update(body).digest("hex") },
+      headers: {
+        "content-type": "application/json",
+        "X-Reamaze-Hmac-SHA256": createHmac("sha256", SECRET).update(body).digest("hex"),
+      },
     });
     assert.equal(res.status, 401);
     await page.keyboard.press("Escape");

@@ -210,7 +210,9 @@ export class SandboxModel {
   }
 
   channelByKey(key: string): SandboxChannel | undefined {
-    return this.config.channels.find((c) => c.id === key || c.phone === key || c.name.toLowerCase() === key.toLowerCase());
+    return this.config.channels.find(
+      (c) => c.id === key || c.phone === key || c.name.toLowerCase() === key.toLowerCase(),
+    );
   }
 
   staffByEmail(email: string): SandboxStaff | undefined {
@@ -230,7 +232,9 @@ export class SandboxModel {
     const result = this.store.transaction(() => {
       const existing = this.store.messageByExternalId(channel.phone, sms.id);
       if (existing) {
-        notes.push(`id ${sms.id} was already received on this channel (message ${existing.id}); nothing stored`);
+        notes.push(
+          `id ${sms.id} was already received on this channel (message ${existing.id}); nothing stored`,
+        );
         return { duplicate: true, messageId: existing.id, conversationId: existing.conversation_id };
       }
       let conv: ConversationRow | undefined;
@@ -241,7 +245,9 @@ export class SandboxModel {
         const recent = this.store.latestConversationOf(channel.phone, customer.phone);
         if (recent && now - recent.last_message_at < ONE_HOUR_MS) {
           conv = recent;
-          notes.push(`no thread_id: joined ${recent.slug}, the customer's conversation active within the hour`);
+          notes.push(
+            `no thread_id: joined ${recent.slug}, the customer's conversation active within the hour`,
+          );
         } else {
           notes.push(
             recent
@@ -285,13 +291,17 @@ export class SandboxModel {
           this.store.assign(conv.id, staff.email);
           notes.push(`assigned to ${staff.email}`);
         } else {
-          notes.push(`assignee.email ${sms.assignee.email} is not a staff user: ignored (staff: ${this.staffList()})`);
+          notes.push(
+            `assignee.email ${sms.assignee.email} is not a staff user: ignored (staff: ${this.staffList()})`,
+          );
         }
       }
       return { duplicate: false, messageId, conversationId: conv.id };
     });
     const message = this.apiMessage(this.store.message(result.messageId) as MessageRow);
-    const conversation = this.apiConversation(this.store.conversation(result.conversationId) as ConversationRow);
+    const conversation = this.apiConversation(
+      this.store.conversation(result.conversationId) as ConversationRow,
+    );
     if (!result.duplicate) this.emit({ type: "message.created", message, conversation });
     return { duplicate: result.duplicate, message, conversation, notes };
   }
@@ -306,12 +316,19 @@ export class SandboxModel {
     if (!conv) throw new ApiError(404, `no conversation ${slug}`);
     const channel = this.channelByPhone(conv.channel_phone);
     if (!channel) {
-      throw new ApiError(409, `the conversation's channel ${conv.channel_phone} is no longer configured; add it back to reply`);
+      throw new ApiError(
+        409,
+        `the conversation's channel ${conv.channel_phone} is no longer configured; add it back to reply`,
+      );
     }
     let staff: SandboxStaff | undefined;
     if (input.staff_email !== undefined) {
       staff = this.staffByEmail(input.staff_email);
-      if (!staff) throw new ApiError(422, `staff_email: ${input.staff_email} is not a staff user (staff: ${this.staffList()})`);
+      if (!staff)
+        throw new ApiError(
+          422,
+          `staff_email: ${input.staff_email} is not a staff user (staff: ${this.staffList()})`,
+        );
     } else {
       staff = this.config.staff[0];
     }
@@ -358,8 +375,10 @@ export class SandboxModel {
   async retry(id: number): Promise<{ message: ApiMessage; conversation: ApiConversation }> {
     const m = this.store.message(id);
     if (!m) throw new ApiError(404, `no message ${id}`);
-    if (m.source !== "reply") throw new ApiError(409, `message ${id} came in through /incoming/sms; only staff replies are sent`);
-    if (m.status === "sent") throw new ApiError(409, `message ${id} was already sent; retrying would text the customer twice`);
+    if (m.source !== "reply")
+      throw new ApiError(409, `message ${id} came in through /incoming/sms; only staff replies are sent`);
+    if (m.status === "sent")
+      throw new ApiError(409, `message ${id} was already sent; retrying would text the customer twice`);
     if (m.status === "sending") throw new ApiError(409, `message ${id} is being sent right now`);
     const channel = this.channelByPhone(m.channel_phone);
     if (!channel) throw new ApiError(409, `the message's channel ${m.channel_phone} is no longer configured`);
@@ -368,7 +387,10 @@ export class SandboxModel {
     return this.deliver(id, channel);
   }
 
-  private async deliver(id: number, channel: SandboxChannel): Promise<{ message: ApiMessage; conversation: ApiConversation }> {
+  private async deliver(
+    id: number,
+    channel: SandboxChannel,
+  ): Promise<{ message: ApiMessage; conversation: ApiConversation }> {
     const m = this.store.message(id) as MessageRow;
     const bytes = Buffer.from(m.payload ?? "{}", "utf8");
     const at = new Date().toISOString();
@@ -472,7 +494,10 @@ export class SandboxModel {
   conversation(slug: string): (ApiConversation & { messages: ApiMessage[] }) | undefined {
     const conv = this.store.conversationBySlug(slug);
     if (!conv) return undefined;
-    return { ...this.apiConversation(conv), messages: this.store.messages(conv.id).map((m) => this.apiMessage(m)) };
+    return {
+      ...this.apiConversation(conv),
+      messages: this.store.messages(conv.id).map((m) => this.apiMessage(m)),
+    };
   }
 
   message(id: number): ApiMessage | undefined {
@@ -546,7 +571,9 @@ export class SandboxModel {
   ): { message: ApiMessage; conversation: ApiConversation } {
     const row = this.store.message(id) as MessageRow;
     const message = this.apiMessage(row);
-    const conversation = this.apiConversation(this.store.conversation(row.conversation_id) as ConversationRow);
+    const conversation = this.apiConversation(
+      this.store.conversation(row.conversation_id) as ConversationRow,
+    );
     this.emit({ type, message, conversation });
     return { message, conversation };
   }
@@ -565,7 +592,11 @@ export class SandboxModel {
       last_message_at: new Date(c.last_message_at).toISOString(),
       last_message:
         c.last_body !== null
-          ? { body: c.last_body, direction: c.last_direction ?? "inbound", status: c.last_status ?? "received" }
+          ? {
+              body: c.last_body,
+              direction: c.last_direction ?? "inbound",
+              status: c.last_status ?? "received",
+            }
           : null,
     };
   }

@@ -6,11 +6,24 @@ import { requireSigned, sendError, signedBody } from "../protocol/fastify.js";
 import { type IncomingSms, parseIsoTimestamp, validateIncomingSms } from "../protocol/payloads.js";
 import { SIGNATURE_HEADER_LC } from "../protocol/signature.js";
 import type { SandboxChannel } from "./config.js";
-import { ApiError, type ChaosState, type SandboxModel, type SandboxEvent, toVerdict, truncate } from "./model.js";
+import {
+  ApiError,
+  type ChaosState,
+  type SandboxEvent,
+  type SandboxModel,
+  toVerdict,
+  truncate,
+} from "./model.js";
 
 declare module "fastify" {
   interface FastifyRequest {
-    sandbox: { channel?: SandboxChannel; notes: string[]; chaos?: boolean; messageId?: number; conversation?: string } | null;
+    sandbox: {
+      channel?: SandboxChannel;
+      notes: string[];
+      chaos?: boolean;
+      messageId?: number;
+      conversation?: string;
+    } | null;
   }
 }
 
@@ -98,7 +111,10 @@ export async function incomingRoutes(
     const o = (json && typeof json === "object" ? json : {}) as Record<string, unknown>;
     const field = o.direction === "outbound" ? "from" : "to";
     const party = o[field];
-    return { field, phone: party && typeof party === "object" ? (party as Record<string, unknown>).phone : undefined };
+    return {
+      field,
+      phone: party && typeof party === "object" ? (party as Record<string, unknown>).phone : undefined,
+    };
   };
 
   app.post(
@@ -184,12 +200,16 @@ const clockSchema = z
   .object({
     now: z
       .string()
-      .refine((v) => parseIsoTimestamp(v) !== undefined, { error: "not ISO 8601 (e.g. 2026-01-01T12:00:00Z)" })
+      .refine((v) => parseIsoTimestamp(v) !== undefined, {
+        error: "not ISO 8601 (e.g. 2026-01-01T12:00:00Z)",
+      })
       .optional(),
     advance_ms: z.number().int().optional(),
   })
   .strict()
-  .refine((v) => v.now !== undefined || v.advance_ms !== undefined, { error: "send now (ISO 8601) or advance_ms" });
+  .refine((v) => v.now !== undefined || v.advance_ms !== undefined, {
+    error: "send now (ISO 8601) or advance_ms",
+  });
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const r = schema.safeParse(body ?? {});
@@ -209,7 +229,10 @@ function idParam(v: string): number {
 }
 
 /** The REST API, the event stream and the inbox UI. */
-export async function apiRoutes(app: FastifyInstance, opts: { model: SandboxModel; assetsDir: URL }): Promise<void> {
+export async function apiRoutes(
+  app: FastifyInstance,
+  opts: { model: SandboxModel; assetsDir: URL },
+): Promise<void> {
   const { model, assetsDir } = opts;
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
@@ -267,7 +290,9 @@ export async function apiRoutes(app: FastifyInstance, opts: { model: SandboxMode
     return { message: m };
   });
 
-  app.post<{ Params: { id: string } }>("/api/messages/:id/retry", async (req) => model.retry(idParam(req.params.id)));
+  app.post<{ Params: { id: string } }>("/api/messages/:id/retry", async (req) =>
+    model.retry(idParam(req.params.id)),
+  );
 
   app.get<{ Querystring: { limit?: string; kind?: string } }>("/api/requests", async (req) => ({
     requests: model.requests(Number(req.query.limit) || 100, req.query.kind),
@@ -316,7 +341,9 @@ export async function apiRoutes(app: FastifyInstance, opts: { model: SandboxMode
       connection: "keep-alive",
       "x-accel-buffering": "no",
     });
-    res.write(`retry: 2000\n\nevent: hello\ndata: ${JSON.stringify({ clock: model.clock(), chaos: model.chaos })}\n\n`);
+    res.write(
+      `retry: 2000\n\nevent: hello\ndata: ${JSON.stringify({ clock: model.clock(), chaos: model.chaos })}\n\n`,
+    );
     const onEvent = (e: SandboxEvent) => {
       res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
     };

@@ -10,7 +10,9 @@ import { type RunningSandbox, startSandbox } from "./server.js";
 import { api, postIncoming, startReceiver, type WebhookReceiver } from "./test-support/helpers.js";
 
 // The seed's "Creating the SMS in Re:amaze" example, as a fixture.
-const seedPayload = JSON.parse(readFileSync(new URL("./testdata/seed-incoming.json", import.meta.url), "utf8")) as {
+const seedPayload = JSON.parse(
+  readFileSync(new URL("./testdata/seed-incoming.json", import.meta.url), "utf8"),
+) as {
   [k: string]: unknown;
 };
 
@@ -110,7 +112,13 @@ describe("sandbox over real HTTP", () => {
       header?: string;
       error: RegExp;
     }> = [
-      { name: "400 malformed JSON", status: 400, raw: '{"id": "1",', secret: NEW_SECRET, error: /malformed JSON/ },
+      {
+        name: "400 malformed JSON",
+        status: 400,
+        raw: '{"id": "1",',
+        secret: NEW_SECRET,
+        error: /malformed JSON/,
+      },
       { name: "401 missing signature", status: 401, payload: sms(), error: /missing X-Reamaze-Hmac-SHA256/ },
       {
         name: "401 wrong secret",
@@ -136,9 +144,16 @@ describe("sandbox over real HTTP", () => {
       {
         name: "422 schema errors name the fields",
         status: 422,
-        payload: { id: "", to: { phone: SUPPORT }, from: { phone: "5105559999" }, body: 5, created_at: "yesterday" },
+        payload: {
+          id: "",
+          to: { phone: SUPPORT },
+          from: { phone: "5105559999" },
+          body: 5,
+          created_at: "yesterday",
+        },
         secret: NEW_SECRET,
-        error: /id: id must not be empty.*from\.phone: not E\.164.*body: must be a string.*created_at: not ISO 8601/,
+        error:
+          /id: id must not be empty.*from\.phone: not E\.164.*body: must be a string.*created_at: not ISO 8601/,
       },
       {
         name: "422 channel number missing",
@@ -188,7 +203,9 @@ describe("sandbox over real HTTP", () => {
 
     it("accepts Ruby's encode64 signature with its trailing newline", async () => {
       const p = sms();
-      const r = await postIncoming(base, p, undefined, { header: `${sign(JSON.stringify(p), NEW_SECRET)}\n` });
+      const r = await postIncoming(base, p, undefined, {
+        header: `${sign(JSON.stringify(p), NEW_SECRET)}\n`,
+      });
       assert.equal(r.status, 201);
     });
 
@@ -224,7 +241,12 @@ describe("sandbox over real HTTP", () => {
         mistake: "reserialised-body",
         answer: /does not match/,
       },
-      { name: "wrong secret", header: (b) => sign(b, "nope"), mistake: "wrong-secret", answer: /does not match/ },
+      {
+        name: "wrong secret",
+        header: (b) => sign(b, "nope"),
+        mistake: "wrong-secret",
+        answer: /does not match/,
+      },
     ];
     for (const m of mistakes) {
       it(`names the likely mistake: ${m.name}`, async () => {
@@ -313,11 +335,19 @@ describe("sandbox over real HTTP", () => {
     });
 
     it("assignee: matching email assigns, unknown is ignored and noted, absence never unassigns", async () => {
-      const a = await postIncoming(base, sms({ thread_id: "t-a", assignee: { email: "ANA@example.com" } }), NEW_SECRET);
+      const a = await postIncoming(
+        base,
+        sms({ thread_id: "t-a", assignee: { email: "ANA@example.com" } }),
+        NEW_SECRET,
+      );
       const slug = await slugOf(a);
       assert.equal((await conversation(slug)).assignee?.email, "ana@example.com");
 
-      const b = await postIncoming(base, sms({ thread_id: "t-a", assignee: { email: "ghost@example.com" } }), NEW_SECRET);
+      const b = await postIncoming(
+        base,
+        sms({ thread_id: "t-a", assignee: { email: "ghost@example.com" } }),
+        NEW_SECRET,
+      );
       assert.equal(b.status, 201);
       assert.equal((await conversation(slug)).assignee?.email, "ana@example.com");
       const logged = await lastRequest();
@@ -329,7 +359,11 @@ describe("sandbox over real HTTP", () => {
       await postIncoming(base, sms({ thread_id: "t-a" }), NEW_SECRET);
       assert.equal((await conversation(slug)).assignee?.email, "ana@example.com");
 
-      const other = await postIncoming(base, sms({ thread_id: "t-a", assignee: { email: "staffemail@example.com" } }), NEW_SECRET);
+      const other = await postIncoming(
+        base,
+        sms({ thread_id: "t-a", assignee: { email: "staffemail@example.com" } }),
+        NEW_SECRET,
+      );
       assert.equal(other.status, 201);
       assert.equal((await conversation(slug)).assignee?.email, "staffemail@example.com");
     });
@@ -352,11 +386,19 @@ describe("sandbox over real HTTP", () => {
       const first = await postIncoming(base, sms(), NEW_SECRET);
       await at(60 * 60 * 1000 - 1);
       const within = await postIncoming(base, sms(), NEW_SECRET);
-      assert.equal(await slugOf(within), await slugOf(first), "59:59.999 after the last message: same conversation");
+      assert.equal(
+        await slugOf(within),
+        await slugOf(first),
+        "59:59.999 after the last message: same conversation",
+      );
       // The window runs from the *last* message: exactly one hour after it is no longer "less than an hour".
       await at(2 * 60 * 60 * 1000 - 1);
       const boundary = await postIncoming(base, sms(), NEW_SECRET);
-      assert.notEqual(await slugOf(boundary), await slugOf(first), "one hour after the last message: new conversation");
+      assert.notEqual(
+        await slugOf(boundary),
+        await slugOf(first),
+        "one hour after the last message: new conversation",
+      );
       const list = await api<Conversations>(base, "GET", "/api/conversations");
       assert.equal(list.json.conversations.length, 2);
     });
@@ -365,9 +407,14 @@ describe("sandbox over real HTTP", () => {
       await api(base, "PUT", "/api/clock", { now: "2026-03-01T12:00:00Z" });
       const first = await postIncoming(base, sms(), NEW_SECRET);
       await api(base, "PUT", "/api/clock", { advance_ms: 50 * 60 * 1000 });
-      const reply = await api<ReplyAnswer>(base, "POST", `/api/conversations/${await slugOf(first)}/messages`, {
-        body: "On it",
-      });
+      const reply = await api<ReplyAnswer>(
+        base,
+        "POST",
+        `/api/conversations/${await slugOf(first)}/messages`,
+        {
+          body: "On it",
+        },
+      );
       assert.equal(reply.json.message.status, "sent");
       const clock = await api<{ clock: { now: string; fixed: boolean } }>(base, "PUT", "/api/clock", {
         advance_ms: 50 * 60 * 1000,
@@ -378,8 +425,16 @@ describe("sandbox over real HTTP", () => {
     });
 
     it("messages are ordered by created_at, not arrival", async () => {
-      const a = await postIncoming(base, sms({ thread_id: "t-o", body: "second", created_at: "2026-01-01T10:05:00Z" }), NEW_SECRET);
-      await postIncoming(base, sms({ thread_id: "t-o", body: "first", created_at: "2026-01-01T11:00:00+0200" }), NEW_SECRET);
+      const a = await postIncoming(
+        base,
+        sms({ thread_id: "t-o", body: "second", created_at: "2026-01-01T10:05:00Z" }),
+        NEW_SECRET,
+      );
+      await postIncoming(
+        base,
+        sms({ thread_id: "t-o", body: "first", created_at: "2026-01-01T11:00:00+0200" }),
+        NEW_SECRET,
+      );
       const c = await conversation(await slugOf(a));
       assert.deepEqual(
         c.messages.map((m) => m.body),
@@ -397,7 +452,11 @@ describe("sandbox over real HTTP", () => {
 
   describe("staff replies", () => {
     it("fires the signed webhook with the seed's fields and shows sent", async () => {
-      const inbound = await postIncoming(base, sms({ thread_id: "t-r", attachments: ["https://example.com/a.png"] }), NEW_SECRET);
+      const inbound = await postIncoming(
+        base,
+        sms({ thread_id: "t-r", attachments: ["https://example.com/a.png"] }),
+        NEW_SECRET,
+      );
       const slug = await slugOf(inbound);
       const r = await api<ReplyAnswer>(base, "POST", `/api/conversations/${slug}/messages`, {
         body: "Thanks, we are on it",
@@ -413,7 +472,15 @@ describe("sandbox over real HTTP", () => {
       const got = receiver.received[0];
       assert.ok(got?.verified, "the receiver verified X-Reamaze-Hmac-SHA256 with the channel's first secret");
       const payload = got?.json as Record<string, unknown>;
-      assert.deepEqual(Object.keys(payload), ["to", "from", "body", "conversation", "attachments", "created_at", "thread_id"]);
+      assert.deepEqual(Object.keys(payload), [
+        "to",
+        "from",
+        "body",
+        "conversation",
+        "attachments",
+        "created_at",
+        "thread_id",
+      ]);
       assert.deepEqual(payload.to, { name: "Customer name", phone: CUSTOMER });
       assert.deepEqual(payload.from, { name: "Support", phone: SUPPORT });
       assert.deepEqual(payload.conversation, { slug });
@@ -429,7 +496,8 @@ describe("sandbox over real HTTP", () => {
     it("without a thread the webhook's thread_id is null", async () => {
       const slug = await slugOf(await postIncoming(base, sms(), NEW_SECRET));
       await api(base, "POST", `/api/conversations/${slug}/messages`, { body: "x" });
-      assert.equal((receiver.received[0]?.json as { thread_id: unknown }).thread_id, null);
+      const sent = receiver.received[0]?.json as { thread_id: unknown } | undefined;
+      assert.equal(sent?.thread_id, null);
     });
 
     const failures: Array<{ name: string; status: number; body: string; error: RegExp }> = [
@@ -452,7 +520,11 @@ describe("sandbox over real HTTP", () => {
         assert.equal(retried.status, 200);
         assert.equal(retried.json.message.status, "sent");
         assert.equal(retried.json.message.attempts, 2);
-        assert.deepEqual(receiver.received[1]?.bytes, receiver.received[0]?.bytes, "a retry sends the same bytes");
+        assert.deepEqual(
+          receiver.received[1]?.bytes,
+          receiver.received[0]?.bytes,
+          "a retry sends the same bytes",
+        );
 
         const again = await api(base, "POST", `/api/messages/${r.json.message.id}/retry`);
         assert.equal(again.status, 409, "a sent message is never sent twice");
@@ -468,7 +540,9 @@ describe("sandbox over real HTTP", () => {
       });
       try {
         const slug = await slugOf(await postIncoming(s.url, sms(), NEW_SECRET));
-        const r = await api<ReplyAnswer>(s.url, "POST", `/api/conversations/${slug}/messages`, { body: "Hi" });
+        const r = await api<ReplyAnswer>(s.url, "POST", `/api/conversations/${slug}/messages`, {
+          body: "Hi",
+        });
         assert.equal(r.json.message.status, "failed");
         assert.equal(r.json.message.webhook?.status, null);
         assert.match(String(r.json.message.webhook?.error), /network error|ECONNREFUSED/);
@@ -486,9 +560,25 @@ describe("sandbox over real HTTP", () => {
 
     const bad: Array<{ name: string; body: unknown; status: number; error: RegExp; slug?: string }> = [
       { name: "empty body", body: { body: " " }, status: 422, error: /body: empty/ },
-      { name: "unknown staff", body: { body: "x", staff_email: "x@y.z" }, status: 422, error: /not a staff user/ },
-      { name: "bad attachment", body: { body: "x", attachments: ["ftp://x"] }, status: 422, error: /attachments\.0/ },
-      { name: "unknown conversation", body: { body: "x" }, status: 404, error: /no conversation nope/, slug: "nope" },
+      {
+        name: "unknown staff",
+        body: { body: "x", staff_email: "x@y.z" },
+        status: 422,
+        error: /not a staff user/,
+      },
+      {
+        name: "bad attachment",
+        body: { body: "x", attachments: ["ftp://x"] },
+        status: 422,
+        error: /attachments\.0/,
+      },
+      {
+        name: "unknown conversation",
+        body: { body: "x" },
+        status: 404,
+        error: /no conversation nope/,
+        slug: "nope",
+      },
     ];
     for (const b of bad) {
       it(`rejects a reply: ${b.name}`, async () => {
@@ -515,8 +605,16 @@ describe("sandbox over real HTTP", () => {
     });
 
     it("filters conversations by channel, customer, assignee and text", async () => {
-      await postIncoming(base, sms({ body: "Where is my parcel?", assignee: { email: "ana@example.com" } }), NEW_SECRET);
-      await postIncoming(base, sms({ from: { name: "Bo", phone: "+447700900123" }, body: "Refund please" }), NEW_SECRET);
+      await postIncoming(
+        base,
+        sms({ body: "Where is my parcel?", assignee: { email: "ana@example.com" } }),
+        NEW_SECRET,
+      );
+      await postIncoming(
+        base,
+        sms({ from: { name: "Bo", phone: "+447700900123" }, body: "Refund please" }),
+        NEW_SECRET,
+      );
       await postIncoming(base, sms({ to: { phone: SALES }, body: "Price list?" }), SALES_SECRET);
       const q = async (query: string) =>
         (await api<Conversations>(base, "GET", `/api/conversations?${query}`)).json.conversations.map(
@@ -535,13 +633,23 @@ describe("sandbox over real HTTP", () => {
 
     it("PUT /api/conversations/:slug/assignee assigns and unassigns", async () => {
       const slug = await slugOf(await postIncoming(base, sms(), NEW_SECRET));
-      const r = await api<{ conversation: ApiConversation }>(base, "PUT", `/api/conversations/${slug}/assignee`, {
-        email: "ana@example.com",
-      });
+      const r = await api<{ conversation: ApiConversation }>(
+        base,
+        "PUT",
+        `/api/conversations/${slug}/assignee`,
+        {
+          email: "ana@example.com",
+        },
+      );
       assert.equal(r.json.conversation.assignee?.name, "Ana");
-      const u = await api<{ conversation: ApiConversation }>(base, "PUT", `/api/conversations/${slug}/assignee`, {
-        email: null,
-      });
+      const u = await api<{ conversation: ApiConversation }>(
+        base,
+        "PUT",
+        `/api/conversations/${slug}/assignee`,
+        {
+          email: null,
+        },
+      );
       assert.equal(u.json.conversation.assignee, null);
     });
 
@@ -549,7 +657,9 @@ describe("sandbox over real HTTP", () => {
       const bad = await api(base, "PUT", "/api/chaos", { incoming: { status: 503, probability: 2 } });
       assert.equal(bad.status, 422);
       assert.match(String(bad.json.error), /incoming\.probability/);
-      const set = await api(base, "PUT", "/api/chaos", { incoming: { status: 503, probability: 1, retry_after: 7 } });
+      const set = await api(base, "PUT", "/api/chaos", {
+        incoming: { status: 503, probability: 1, retry_after: 7 },
+      });
       assert.equal(set.status, 200);
       const p = sms();
       const r = await postIncoming(base, p, NEW_SECRET);
@@ -557,7 +667,10 @@ describe("sandbox over real HTTP", () => {
       assert.equal(r.headers.get("retry-after"), "7");
       assert.match(String(r.json.error), /chaos/);
       assert.equal((await lastRequest()).chaos, true);
-      assert.equal((await api<Conversations>(base, "GET", "/api/conversations")).json.conversations.length, 0);
+      assert.equal(
+        (await api<Conversations>(base, "GET", "/api/conversations")).json.conversations.length,
+        0,
+      );
       await api(base, "DELETE", "/api/chaos");
       const ok = await postIncoming(base, p, NEW_SECRET);
       assert.equal(ok.status, 201, "the retried request goes through");
@@ -577,7 +690,10 @@ describe("sandbox over real HTTP", () => {
     it("DELETE /api/data empties conversations and the request log", async () => {
       await postIncoming(base, sms(), NEW_SECRET);
       await api(base, "DELETE", "/api/data");
-      assert.equal((await api<Conversations>(base, "GET", "/api/conversations")).json.conversations.length, 0);
+      assert.equal(
+        (await api<Conversations>(base, "GET", "/api/conversations")).json.conversations.length,
+        0,
+      );
       const reqs = await api<{ requests: unknown[] }>(base, "GET", "/api/requests");
       assert.equal(reqs.json.requests.length, 0);
     });
@@ -620,7 +736,10 @@ describe("sandbox over real HTTP", () => {
       }
       assert.equal((await fetch(`${base}/assets/..%2Fpackage.json`)).status, 404);
       const html = await (await fetch(`${base}/`)).text();
-      assert.ok(!/https?:\/\/(?!127\.0\.0\.1)[a-z]/i.test(html.replace(/xmlns="[^"]+"/g, "")), "no CDN links");
+      assert.ok(
+        !/https?:\/\/(?!127\.0\.0\.1)[a-z]/i.test(html.replace(/xmlns="[^"]+"/g, "")),
+        "no CDN links",
+      );
     });
 
     it("unknown API routes answer JSON 404", async () => {
@@ -639,7 +758,13 @@ describe("sandbox with --db", () => {
       const first = await startSandbox({ port: 0, dbFile, env: {} });
       const secret = first.config.channels[0]?.secrets[0] as string;
       const phone = first.config.channels[0]?.phone as string;
-      const p = { id: "persist-1", to: { phone }, from: { phone: CUSTOMER }, body: "Still there?", thread_id: "t-p" };
+      const p = {
+        id: "persist-1",
+        to: { phone },
+        from: { phone: CUSTOMER },
+        body: "Still there?",
+        thread_id: "t-p",
+      };
       assert.equal((await postIncoming(first.url, p, secret)).status, 201);
       await first.close();
 
@@ -649,7 +774,10 @@ describe("sandbox with --db", () => {
         const list = await api<Conversations>(second.url, "GET", "/api/conversations");
         assert.equal(list.json.conversations.length, 1);
         assert.equal(list.json.conversations[0]?.last_message?.body, "Still there?");
-        assert.equal((await api<{ requests: unknown[] }>(second.url, "GET", "/api/requests")).json.requests.length, 1);
+        assert.equal(
+          (await api<{ requests: unknown[] }>(second.url, "GET", "/api/requests")).json.requests.length,
+          1,
+        );
         const dup = await postIncoming(second.url, p, secret);
         assert.equal(dup.status, 200, "ids stay idempotent across restarts");
         const more = await postIncoming(second.url, { ...p, id: "persist-2" }, secret);
@@ -670,7 +798,10 @@ describe("sandbox with --db", () => {
     await a.close();
     const b = await startSandbox({ port: 0, env: {} });
     try {
-      assert.equal((await api<Conversations>(b.url, "GET", "/api/conversations")).json.conversations.length, 0);
+      assert.equal(
+        (await api<Conversations>(b.url, "GET", "/api/conversations")).json.conversations.length,
+        0,
+      );
       assert.notEqual(b.config.channels[0]?.secrets[0], secret, "a fresh demo secret per start");
     } finally {
       await b.close();
@@ -680,7 +811,10 @@ describe("sandbox with --db", () => {
   it("the demo channel takes its webhook URL and secret from SMSBRIDGE_SANDBOX_* env", async () => {
     const s = await startSandbox({
       port: 0,
-      env: { SMSBRIDGE_SANDBOX_SECRET: "envsecret", SMSBRIDGE_SANDBOX_WEBHOOK_URL: "http://127.0.0.1:9/hook" },
+      env: {
+        SMSBRIDGE_SANDBOX_SECRET: "envsecret",
+        SMSBRIDGE_SANDBOX_WEBHOOK_URL: "http://127.0.0.1:9/hook",
+      },
     });
     try {
       assert.equal(s.demo, true);

@@ -55,13 +55,16 @@ export interface RunningSandbox {
   close(): Promise<void>;
 }
 
-function resolveConfig(opts: StartSandboxOptions, store: SandboxStore): { config: SandboxConfig; demo: boolean } {
+function resolveConfig(
+  opts: StartSandboxOptions,
+  store: SandboxStore,
+): { config: SandboxConfig; demo: boolean } {
   const env = opts.env ?? process.env;
   if (opts.config) return { config: validateConfig(opts.config, env), demo: false };
   if (opts.configFile) return { config: loadConfigFile(opts.configFile, env), demo: false };
   // With a database and no secret given, keep the generated demo secret so a restart does not break the
   // integration that was configured with it.
-  let secret = opts.demo?.secret ?? env.SMSBRIDGE_SANDBOX_SECRET;
+  let secret = opts.demo?.secret || env.SMSBRIDGE_SANDBOX_SECRET;
   if (!secret && opts.dbFile) secret = store.meta("demo_secret");
   const config = demoConfig({ ...opts.demo, ...(secret ? { secret } : {}) }, env);
   if (opts.dbFile) store.setMeta("demo_secret", config.channels[0]?.secrets[0] as string);
@@ -90,7 +93,10 @@ export async function startSandbox(opts: StartSandboxOptions = {}): Promise<Runn
       ? false
       : {
           ...(opts.logger === true ? {} : opts.logger),
-          redact: { paths: ["req.headers.authorization", 'req.headers["x-reamaze-hmac-sha256"]'], remove: true },
+          redact: {
+            paths: ["req.headers.authorization", 'req.headers["x-reamaze-hmac-sha256"]'],
+            remove: true,
+          },
         };
   const app = Fastify({ logger, bodyLimit: 1024 * 1024, forceCloseConnections: true });
   await app.register(incomingRoutes, { model, bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT });

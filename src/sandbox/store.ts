@@ -123,7 +123,9 @@ export class SandboxStore {
     const db = this.db;
     this.stmts = {
       metaGet: db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
-      metaSet: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+      metaSet: db.prepare(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      ),
       byExternal: db.prepare<[string, string], MessageRow>(
         `SELECT ${MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.channel_phone = ? AND m.external_id = ?`,
       ),
@@ -136,7 +138,9 @@ export class SandboxStore {
       threadLookup: db.prepare<[string, string], { conversation_id: number }>(
         "SELECT conversation_id FROM threads WHERE channel_phone = ? AND thread_id = ?",
       ),
-      threadInsert: db.prepare("INSERT OR IGNORE INTO threads (channel_phone, thread_id, conversation_id) VALUES (?, ?, ?)"),
+      threadInsert: db.prepare(
+        "INSERT OR IGNORE INTO threads (channel_phone, thread_id, conversation_id) VALUES (?, ?, ?)",
+      ),
       threadsOf: db.prepare<[number], { thread_id: string }>(
         "SELECT thread_id FROM threads WHERE conversation_id = ? ORDER BY rowid",
       ),
@@ -177,7 +181,9 @@ export class SandboxStore {
            ORDER BY created_ms DESC, id DESC LIMIT 1) WHERE id = ?`,
       ),
       assign: db.prepare<[string | null, number]>("UPDATE conversations SET assignee = ? WHERE id = ?"),
-      requestInsert: db.prepare<[number, string]>("INSERT OR REPLACE INTO requests (id, entry) VALUES (?, ?)"),
+      requestInsert: db.prepare<[number, string]>(
+        "INSERT OR REPLACE INTO requests (id, entry) VALUES (?, ?)",
+      ),
       requestPrune: db.prepare<[number]>("DELETE FROM requests WHERE id <= ?"),
       requestMax: db.prepare<[], { id: number | null }>("SELECT MAX(id) AS id FROM requests"),
       requestList: db.prepare<[number], { id: number; entry: string }>(
@@ -246,7 +252,14 @@ export class SandboxStore {
     customerName: string | null;
     now: number;
   }): ConversationRow {
-    const r = this.stmts.conversationInsert.run(c.slug, c.channelPhone, c.customerPhone, c.customerName, c.now, 0);
+    const r = this.stmts.conversationInsert.run(
+      c.slug,
+      c.channelPhone,
+      c.customerPhone,
+      c.customerName,
+      c.now,
+      0,
+    );
     return this.stmts.conversationById.get(Number(r.lastInsertRowid)) as ConversationRow;
   }
 
@@ -268,7 +281,12 @@ export class SandboxStore {
   }
 
   setMessageStatus(id: number, status: MessageRow["status"], webhook: unknown, attempted: boolean): void {
-    this.stmts.messageStatus.run(status, webhook === undefined ? null : JSON.stringify(webhook), attempted ? 1 : 0, id);
+    this.stmts.messageStatus.run(
+      status,
+      webhook === undefined ? null : JSON.stringify(webhook),
+      attempted ? 1 : 0,
+      id,
+    );
     const m = this.stmts.messageById.get(id);
     if (m) this.stmts.lastStatus.run(m.conversation_id);
   }
@@ -331,7 +349,9 @@ export class SandboxStore {
   }
 
   clear(): void {
-    this.db.exec("DELETE FROM messages; DELETE FROM threads; DELETE FROM conversations; DELETE FROM requests;");
+    this.db.exec(
+      "DELETE FROM messages; DELETE FROM threads; DELETE FROM conversations; DELETE FROM requests;",
+    );
   }
 
   close(): void {

@@ -29,15 +29,37 @@ for (const dialect of DIALECTS) {
       store = openStore(scratch.url);
       await store.migrate();
       // Table: one message per case; the delivery report decides whether it counts as a failure.
-      const cases: Array<{ pid: string; channel: string; state: string; error?: string; at: number; dir?: "reply" | "outbound" }> = [
-        { pid: "SM-failed", channel: "support", state: "failed", error: "30006: Landline or unreachable carrier", at: T0 + HOUR },
-        { pid: "SM-undeliv", channel: "support", state: "undelivered", error: "30003: Unreachable destination handset", at: T0 + 2 * HOUR, dir: "outbound" },
+      const cases: Array<{
+        pid: string;
+        channel: string;
+        state: string;
+        error?: string;
+        at: number;
+        dir?: "reply" | "outbound";
+      }> = [
+        {
+          pid: "SM-failed",
+          channel: "support",
+          state: "failed",
+          error: "30006: Landline or unreachable carrier",
+          at: T0 + HOUR,
+        },
+        {
+          pid: "SM-undeliv",
+          channel: "support",
+          state: "undelivered",
+          error: "30003: Unreachable destination handset",
+          at: T0 + 2 * HOUR,
+          dir: "outbound",
+        },
         { pid: "SM-ok", channel: "support", state: "delivered", at: T0 + 3 * HOUR },
         { pid: "SM-old", channel: "support", state: "failed", error: "30005", at: T0 - 48 * HOUR },
         { pid: "SM-sales", channel: "sales", state: "failed", error: "21610: opted out", at: T0 + 4 * HOUR },
       ];
       for (const c of cases) {
-        await store.recordSent(sent({ channelId: c.channel, providerIds: [c.pid], direction: c.dir ?? "reply" }));
+        await store.recordSent(
+          sent({ channelId: c.channel, providerIds: [c.pid], direction: c.dir ?? "reply" }),
+        );
         const found = await store.recordDelivery(c.channel, "simulator", c.pid, {
           state: c.state,
           providerStatus: c.state,

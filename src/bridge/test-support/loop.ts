@@ -1,6 +1,6 @@
 import { createServer } from "node:net";
 import { Writable } from "node:stream";
-import { startSandbox, type RunningSandbox } from "../../sandbox/server.js";
+import { type RunningSandbox, startSandbox } from "../../sandbox/server.js";
 import { type RunningBridge, startBridge } from "../app.js";
 import { validateConfig } from "../config.js";
 
@@ -49,7 +49,12 @@ export async function startLoop(opts: LoopOptions = {}): Promise<Loop> {
     logger: false,
     config: {
       channels: [
-        { name: "Support", phone: CHANNEL_PHONE, secret: REAMAZE_SECRET, webhookUrl: `http://127.0.0.1:${bridgePort}/channels/support/reamaze` },
+        {
+          name: "Support",
+          phone: CHANNEL_PHONE,
+          secret: REAMAZE_SECRET,
+          webhookUrl: `http://127.0.0.1:${bridgePort}/channels/support/reamaze`,
+        },
       ],
       staff: [{ name: "Staff", email: "staffemail@example.com" }],
     },
@@ -109,7 +114,11 @@ export async function json<T = Record<string, unknown>>(res: Response): Promise<
 }
 
 /** Polls until `check` returns a value (not undefined) or the time is up; the error names what never happened. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 10_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < until) {
@@ -122,4 +131,99 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+}
+
+// ---- helpers for the per-provider end-to-end tests (src/providers/<type>/e2e.test.ts) ----------------------
+
+/** A message as the sandbox API shows it (GET /api/conversations/:slug). */
+export interface SandboxMessage {
+  id: number;
+  external_id: string | null;
+  direction: "inbound" | "outbound";
+  source: "incoming" | "reply";
+  body: string;
+  attachments: string[];
+  thread_id: string | null;
+  status: string;
+  webhook: { status: number | null; body: string; error?: string } | null;
+}
+
+export interface SandboxConversation {
+  slug: string;
+  channel: { phone: string };
+  customer: { phone: string };
+  messages: SandboxMessage[];
+}
+
+/** Waits until the customer's (only) conversation holds a message with this helpdesk id, and returns it. */
+export async function conversationWith(
+  loop: Loop,
+  customer: string,
+  externalId: string,
+): Promise<SandboxConversation> {
+  return eventually(`a conversation of ${customer} holding ${externalId}`, async () => {
+    const list = await json<{ conversations: { slug: string; customer: { phone: string } }[] }>(
+      await fetch(`${loop.sandbox.url}/api/conversations?customer=${encodeURIComponent(customer)}`),
+    );
+    for (const c of list.conversations.filter((x) => x.customer.phone === customer)) {
+      const { conversation } = await json<{ conversation: SandboxConversation }>(
+        await fetch(`${loop.sandbox.url}/api/conversations/${encodeURIComponent(c.slug)}`),
+      );
+      if (conversation.messages.some((m) => m.external_id === externalId)) return conversation;
+    }
+    return undefined;
+  });
+}
+
+/** Every helpdesk id the sandbox holds, across all conversations. */
+export async function sandboxExternalIds(loop: Loop): Promise<string[]> {
+  const list = await json<{ conversations: { slug: string }[] }>(
+    await fetch(`${loop.sandbox.url}/api/conversations`),
+  );
+  const ids: string[] = [];
+  for (const c of list.conversations) {
+    const { conversation } = await json<{ conversation: SandboxConversation }>(
+      await fetch(`${loop.sandbox.url}/api/conversations/${encodeURIComponent(c.slug)}`),
+    );
+    for (const m of conversation.messages) if (m.external_id) ids.push(m.external_id);
+  }
+  return ids;
+}
+
+/** A staff reply through the sandbox API, which calls the bridge's /channels/support/reamaze synchronously. */
+export async function staffReply(loop: Loop, slug: string, body: string): Promise<SandboxMessage> {
+  const res = await fetch(`${loop.sandbox.url}/api/conversations/${encodeURIComponent(slug)}/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ body }),
+  });
+  const r = await json<{ message: SandboxMessage }>(res);
+  if (res.status !== 201) throw new Error(`sandbox reply answered ${res.status}: ${JSON.stringify(r)}`);
+  return r.message;
+}
+
+/** The bridge's record of a message it sent, found the way status callbacks find it: by a provider id. */
+export async function sentByProviderId(loop: Loop, provider: string, providerMessageId: string) {
+  return loop.bridge.store.db
+    .selectFrom("provider_refs")
+    .innerJoin("messages", "messages.id", "provider_refs.message_id")
+    .select([
+      "messages.id",
+      "messages.direction",
+      "messages.customer",
+      "messages.body",
+      "messages.delivery_state",
+      "messages.delivery_status",
+      "messages.delivery_error",
+    ])
+    .where("provider_refs.channel_id", "=", "support")
+    .where("provider_refs.provider", "=", provider)
+    .where("provider_refs.provider_message_id", "=", providerMessageId)
+    .executeTakeFirst();
+}
+
+/** A URL on the bridge's public origin (server.publicUrl) rewritten to its real local address. */
+export function toLocal(loop: Loop, publicUrl: string): string {
+  const u = new URL(publicUrl);
+  return `${loop.bridge.url}${u.pathname}${u.search}`;
 }

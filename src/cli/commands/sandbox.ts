@@ -72,13 +72,20 @@ Docs: docs/sandbox.md`,
       const lines = ["", `  smsbridge sandbox is running at ${sandbox.url}/`, ""];
       lines.push(`    incoming URL   ${sandbox.url}/incoming/sms`);
       for (const c of sandbox.config.channels) {
-        lines.push(`    channel        ${c.name} ${c.phone} → webhook ${c.webhookUrl ?? "(none: replies will fail)"}`);
+        lines.push(
+          `    channel        ${c.name} ${c.phone} → webhook ${c.webhookUrl ?? "(none: replies will fail)"}`,
+        );
       }
       if (sandbox.demo) {
         // The demo secret is generated per start (or kept in --db): the integration needs it, so it is shown.
         lines.push(`    shared secret  ${sandbox.config.channels[0]?.secrets[0]}`);
       }
-      lines.push(`    data           ${flags.db ?? "in memory (use --db FILE to keep it)"}`, "", "  Ctrl+C stops.", "");
+      lines.push(
+        `    data           ${flags.db ?? "in memory (use --db FILE to keep it)"}`,
+        "",
+        "  Ctrl+C stops.",
+        "",
+      );
       console.log(lines.join("\n"));
       stopOnSignals(() => sandbox.close());
     });

@@ -8,12 +8,21 @@ const DEFAULT_CONFIG = "smsbridge.yaml";
 export function register(program: Command): void {
   program
     .command("serve")
-    .description("Run the bridge: provider webhooks → durable outbox → helpdesk, and staff replies → provider.")
-    .option("-c, --config <file>", "config file (YAML or JSON)", process.env.SMSBRIDGE_CONFIG ?? DEFAULT_CONFIG)
+    .description(
+      "Run the bridge: provider webhooks → durable outbox → helpdesk, and staff replies → provider.",
+    )
+    .option(
+      "-c, --config <file>",
+      "config file (YAML or JSON)",
+      process.env.SMSBRIDGE_CONFIG ?? DEFAULT_CONFIG,
+    )
     .option("-p, --port <port>", "listen on this port instead of server.port", (v) => Number.parseInt(v, 10))
     .action(async (opts: { config: string; port?: number }) => {
       const loaded = loadOrExit(opts.config);
-      const bridge = await startBridge({ loaded, ...(opts.port !== undefined ? { port: opts.port } : {}) }).catch((e: Error) => {
+      const bridge = await startBridge({
+        loaded,
+        ...(opts.port !== undefined ? { port: opts.port } : {}),
+      }).catch((e: Error) => {
         console.error(`smsbridge: ${e.message}`);
         process.exit(1);
       });

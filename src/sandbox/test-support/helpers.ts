@@ -75,10 +75,17 @@ export async function postIncoming(
   return { status: res.status, headers: res.headers, json: (await res.json()) as Record<string, unknown> };
 }
 
-export async function api<T = Record<string, unknown>>(base: string, method: string, path: string, body?: unknown): Promise<Answer<T>> {
+export async function api<T = Record<string, unknown>>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<Answer<T>> {
   const res = await fetch(`${base}${path}`, {
     method,
-    ...(body !== undefined ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
+    ...(body !== undefined
+      ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } }
+      : {}),
   });
   const text = await res.text();
   return { status: res.status, headers: res.headers, json: (text ? JSON.parse(text) : {}) as T };
