@@ -42,6 +42,8 @@ const state = {
   chaos: {},
   clock: { now: new Date().toISOString(), fixed: false },
   seen: new Set(),
+  /** True while a refresh caused by a live event renders: only then is a changed conversation flagged "new". */
+  live: false,
 };
 
 // ---- formatting ----
@@ -144,7 +146,7 @@ function renderList() {
           h("span", { class: "tag" }, c.channel.name || c.channel.phone),
           c.assignee ? h("span", { class: "tag" }, `@ ${c.assignee.name}`) : null,
           last?.status === "failed" ? h("span", { class: "tag tag-failed" }, "reply failed") : null,
-          isNew && state.seen.size > state.conversations.length
+          isNew && state.live && c.last_message?.direction === "inbound"
             ? h("span", { class: "tag tag-new" }, "new")
             : null,
         ),
@@ -502,6 +504,17 @@ function renderChaos() {
 
 async function applyChaos(e) {
   e?.preventDefault();
+  const err = $("#chaos-error");
+  err.hidden = true;
+  try {
+    await saveChaos();
+  } catch (ex) {
+    err.textContent = ex.message;
+    err.hidden = false;
+  }
+}
+
+async function saveChaos() {
   if (!$("#chaos-on").checked) {
     await call("DELETE", "/api/chaos");
     return;
@@ -590,14 +603,16 @@ function setTab(tab) {
 
 let pending = null;
 function refreshSoon(what) {
-  pending ??= { list: false, conversation: false, requests: false };
-  Object.assign(pending, what);
+  pending ??= { list: false, live: false, conversation: false, requests: false };
+  for (const [k, v] of Object.entries(what)) pending[k] ||= v;
   // Bursts (a load test, a retry loop) collapse into one refresh per frame-ish interval.
   setTimeout(async () => {
     const p = pending;
     pending = null;
     if (!p) return;
+    state.live = p.list && p.live;
     if (p.list) await loadConversations();
+    state.live = false;
     if (p.conversation) await loadConversation();
     if (p.requests && state.tab === "requests") await loadRequests();
   }, 60);
@@ -624,7 +639,11 @@ function connect() {
   });
   const onMessage = (e) => {
     const d = JSON.parse(e.data);
-    refreshSoon({ list: true, conversation: d.conversation?.slug === state.selected });
+    refreshSoon({
+      list: true,
+      live: e.type === "message.created",
+      conversation: d.conversation?.slug === state.selected,
+    });
   };
   es.addEventListener("message.created", onMessage);
   es.addEventListener("message.updated", onMessage);

@@ -65,7 +65,10 @@ export class Forwarder {
         const now = this.now();
         for (const ch of this.channels.values()) {
           const breaker = this.breakers.get(ch.id)!;
-          const free = ch.config.concurrency - (this.inflight.get(ch.id) ?? 0);
+          const busy = this.inflight.get(ch.id) ?? 0;
+          const free = ch.config.concurrency - busy;
+          // Refill in batches (below half full), not one claim per finished delivery: each claim is a write.
+          if (busy > 0 && free < Math.max(1, Math.floor(ch.config.concurrency / 2))) continue;
           const allowance = Math.min(this.cfg.batch, breaker.allowance(now, free));
           this.metrics.breakerOpen.set({ channel: ch.id }, breaker.current(now) === "closed" ? 0 : 1);
           if (breaker.current(now) === "open")

@@ -104,8 +104,10 @@ export function registerMediaProxy(
   app: FastifyInstance,
   deps: { channels: Map<string, Channel>; now: () => number; log: Logger; opts: MediaProxyOptions },
 ): void {
-  app.get<{ Params: { token: string } }>("/media/:token", async (req, reply) => {
-    const found = readMediaToken(deps.channels, req.params.token, deps.now());
+  // A wildcard, not `:token`: Fastify refuses path parameters over 100 characters with 414, and a token carries a
+  // whole provider URL (Twilio's are ~150 characters).
+  app.get<{ Params: { "*": string } }>("/media/*", async (req, reply) => {
+    const found = readMediaToken(deps.channels, req.params["*"], deps.now());
     if ("error" in found) return sendError(reply, found.status, found.error);
     const media = found.ch.adapter.media;
     if (!media || !hostAllowed(media, found.url))

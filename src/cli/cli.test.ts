@@ -2,14 +2,42 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { verify } from "../protocol/signature.js";
 
 const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
+const BIN = fileURLToPath(new URL("../../bin/smsbridge.js", import.meta.url));
+const BUILT = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+
+/** Newest mtime of the sources that end up in dist/ (tests and fixtures do not). */
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (entry.name !== "testdata" && entry.name !== "test-support")
+        newest = Math.max(newest, newestSource(p));
+    } else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts")) {
+      newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  }
+  return newest;
+}
+
+// The built bin starts in a fraction of the time tsx needs to load every command's sources; use it when
+// dist/ is at least as new as src/ (CI builds first), else the sources. SMSBRIDGE_TEST_CLI=tsx|dist forces one.
+const mode =
+  process.env.SMSBRIDGE_TEST_CLI ??
+  (existsSync(BUILT) && statSync(BUILT).mtimeMs >= newestSource(fileURLToPath(new URL("..", import.meta.url)))
+    ? "dist"
+    : "tsx");
+const ENTRY = mode === "dist" ? [BIN] : ["--import", "tsx", MAIN];
+test(`the CLI under test: ${mode === "dist" ? "bin/smsbridge.js (dist/ is current)" : "src/cli/main.ts through tsx"}`, () => {});
 const fixture = (path: string) => fileURLToPath(new URL(`../protocol/testdata/${path}`, import.meta.url));
 const SEED_SIG = "FgdUISIrhWKi9IhRN80V37obl/NYrpXeaZvV95dmgeU=";
 
@@ -26,7 +54,7 @@ async function cli(
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
   if (!opts.env?.SMSBRIDGE_SECRET) delete env.SMSBRIDGE_SECRET;
   if (!opts.env?.SMSBRIDGE_URL) delete env.SMSBRIDGE_URL;
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], { env, stdio: "pipe" });
+  const child = spawn(process.execPath, [...ENTRY, ...args], { env, stdio: "pipe" });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (c: Buffer) => {

@@ -52,7 +52,8 @@ describe("web inbox in chromium", { skip }, () => {
       ],
     });
     page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
-    page.setDefaultTimeout(10_000);
+    // Generous: CI runs the suite twice on two cores, beside other test files.
+    page.setDefaultTimeout(20_000);
     await page.goto(sandbox.url);
     await page.locator("#live[data-state='live']").waitFor();
     // A reload would drop this marker: the checks below prove updates arrive live.
@@ -95,7 +96,7 @@ describe("web inbox in chromium", { skip }, () => {
     await page.keyboard.press("Control+Enter");
     const msg = page.locator(".msg.staff", { hasText: "It ships tomorrow!" });
     await msg.and(page.locator("[data-status='sent']")).waitFor();
-    assert.match(await msg.locator(".chip-sent").textContent(), /sent/);
+    assert.match(String(await msg.locator(".chip-sent").textContent()), /sent/);
     const got = receiver.received.at(-1);
     assert.ok(got?.verified, "the receiver verified X-Reamaze-Hmac-SHA256");
     const payload = got?.json as { body: string; to: { phone: string }; thread_id: string };
@@ -111,7 +112,7 @@ describe("web inbox in chromium", { skip }, () => {
     await page.locator("#send").click();
     const msg = page.locator(".msg.staff", { hasText: "Second try" });
     await msg.and(page.locator("[data-status='failed']")).waitFor();
-    const failure = await msg.locator(".failure").textContent();
+    const failure = String(await msg.locator(".failure").textContent());
     assert.match(failure, /500/);
     assert.match(failure, /provider exploded/);
 
@@ -140,5 +141,20 @@ describe("web inbox in chromium", { skip }, () => {
     await page.keyboard.press("2");
     await page.locator(".request .pill-4", { hasText: "401" }).first().click();
     await page.locator(".verdict.bad", { hasText: "hex digest" }).waitFor();
+  });
+
+  it("the chaos switch turns chaos on and off, and the badge shows it", async () => {
+    await page.keyboard.press("3");
+    await page.locator("#chaos-status").fill("429");
+    await page.locator("#chaos-on").check();
+    await page.locator("#chaos-badge:not([hidden])", { hasText: "429" }).waitFor();
+    const on = (await (await fetch(`${sandbox.url}/api/chaos`)).json()) as {
+      chaos: { incoming?: { status: number } };
+    };
+    assert.equal(on.chaos.incoming?.status, 429);
+    await page.locator("#chaos-on").uncheck();
+    await page.locator("#chaos-badge[hidden]").waitFor({ state: "attached" });
+    const off = (await (await fetch(`${sandbox.url}/api/chaos`)).json()) as { chaos: object };
+    assert.deepEqual(off.chaos, {});
   });
 });

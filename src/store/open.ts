@@ -1,5 +1,6 @@
 import { openPostgres } from "./dialect/postgres.js";
 import { openSqlite } from "./dialect/sqlite.js";
+import { SqliteHotPath } from "./dialect/sqlite-hot.js";
 import { Store, type StoreOptions } from "./store.js";
 
 /**
@@ -18,6 +19,7 @@ export function openStore(url: string, opts: StoreOptions = {}): Store {
         if (raw.open) raw.close();
       },
       opts,
+      new SqliteHotPath(raw),
     );
   }
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {

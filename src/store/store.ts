@@ -2,8 +2,10 @@ import { randomUUID } from "node:crypto";
 import { type Kysely, Migrator, sql, type Transaction } from "kysely";
 import { type KeywordAction, keywordAction } from "../core/optout.js";
 import { type ThreadingConfig, threadFor } from "../core/threading.js";
+import type { SqliteHotPath } from "./dialect/sqlite-hot.js";
 import { GroupCommit } from "./group-commit.js";
 import { migrationProvider } from "./migrations.js";
+import { Mutex } from "./mutex.js";
 import type { Database, MessageDirection } from "./schema.js";
 
 export type Dialect = "sqlite" | "postgres";
@@ -81,7 +83,7 @@ export type ReplyClaim =
   | { kind: "busy" }
   | { kind: "interrupted" };
 
-interface FinishOp {
+export interface FinishOp {
   id: number;
   token: string;
   set: Partial<{
@@ -111,14 +113,20 @@ export class Store {
   private readonly ingestQueue: GroupCommit<IngestItem, IngestResult>;
   private readonly finishQueue: GroupCommit<FinishOp, boolean>;
 
+  // SQLite has one connection: a Kysely transaction stays open across awaits, so every transaction — Kysely's
+  // or the synchronous hot path's — takes this lock, and none can start inside another.
+  private readonly lock = new Mutex();
+
   constructor(
     readonly db: Kysely<Database>,
     readonly dialect: Dialect,
     private readonly onClose: () => Promise<void>,
     opts: StoreOptions = {},
+    private readonly hot?: SqliteHotPath,
   ) {
     this.ingestQueue = new GroupCommit(
-      (items) => this.db.transaction().execute((trx) => this.ingestBatch(trx, items)),
+      (items) =>
+        hot ? this.lock.run(async () => hot.ingest(items)) : this.tx((trx) => this.ingestBatch(trx, items)),
       {
         concurrency: opts.commitConcurrency ?? (dialect === "sqlite" ? 1 : 4),
         maxBatch: opts.maxBatch ?? 256,
@@ -127,16 +135,23 @@ export class Store {
     // Delivery outcomes are group-committed too: one fsync per batch of finished deliveries, not per message.
     this.finishQueue = new GroupCommit(
       (ops) =>
-        this.db.transaction().execute(async (trx) => {
-          const out: boolean[] = [];
-          for (const op of ops) out.push(await this.applyFinish(trx, op));
-          return out;
-        }),
+        hot
+          ? this.lock.run(async () => hot.finish(ops))
+          : this.tx(async (trx) => {
+              const out: boolean[] = [];
+              for (const op of ops) out.push(await this.applyFinish(trx, op));
+              return out;
+            }),
       {
         concurrency: opts.commitConcurrency ?? (dialect === "sqlite" ? 1 : 4),
         maxBatch: opts.maxBatch ?? 256,
       },
     );
+  }
+
+  private tx<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    if (this.dialect === "sqlite") return this.lock.run(() => this.db.transaction().execute(fn));
+    return this.db.transaction().execute(fn);
   }
 
   async migrate(): Promise<string[]> {
@@ -345,7 +360,7 @@ export class Store {
 
   /** Records a sent SMS (staff reply or API send), its provider ids for status callbacks, and its outbox copy. */
   async recordSent(rec: SentRecord): Promise<{ messageId: number; threadId?: string }> {
-    return this.db.transaction().execute(async (trx) => {
+    return this.tx(async (trx) => {
       let threadId = rec.threadId ?? undefined;
       if (!threadId && rec.direction === "outbound")
         threadId = (await this.threadState(trx, rec.channelId, rec.customer))?.threadId;
@@ -430,7 +445,7 @@ export class Store {
    * never guessed at.
    */
   async claimReply(channelId: string, hash: string, now: number, leaseMs: number): Promise<ReplyClaim> {
-    return this.db.transaction().execute(async (trx) => {
+    return this.tx(async (trx) => {
       const row = await trx
         .selectFrom("replies")
         .selectAll()
@@ -499,10 +514,19 @@ export class Store {
     limit: number;
     leaseMs: number;
     now: number;
-    channels?: readonly string[];
+    channels: readonly string[];
   }): Promise<ClaimedRow[]> {
-    if (opts.channels && opts.channels.length === 0) return [];
+    if (opts.channels.length === 0) return [];
     const token = randomUUID();
+    const hot = this.hot;
+    if (hot) {
+      const channels = opts.channels;
+      return this.lock.run(async () =>
+        channels.flatMap((channel) =>
+          hot.claim({ limit: opts.limit, leaseMs: opts.leaseMs, now: opts.now, channel, token }),
+        ),
+      );
+    }
     const leaseEnd = opts.now + opts.leaseMs;
     let due = this.db
       .selectFrom("outbox")
@@ -512,7 +536,7 @@ export class Store {
       .orderBy("next_attempt_at")
       .orderBy("id")
       .limit(opts.limit);
-    if (opts.channels) due = due.where("channel_id", "in", opts.channels as string[]);
+    due = due.where("channel_id", "in", opts.channels as string[]);
     if (this.dialect === "postgres") due = due.forUpdate().skipLocked();
     const rows = await this.db
       .updateTable("outbox")

@@ -26,13 +26,17 @@ export function summarise(file: string, loaded: LoadedConfig) {
   const { config } = loaded;
   const { server } = config;
   const loopHost = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
-  const base = server.publicUrl ?? `http://${loopHost.includes(":") ? `[${loopHost}]` : loopHost}:${server.port}`;
+  const base =
+    server.publicUrl ?? `http://${loopHost.includes(":") ? `[${loopHost}]` : loopHost}:${server.port}`;
   const warnings: string[] = [];
   if (!server.publicUrl)
     warnings.push(
       `server.publicUrl is not set: the webhook URLs above use ${base}, which neither the helpdesk nor a provider can reach. Set it to the bridge's public https address.`,
     );
-  else if (server.publicUrl.startsWith("http://") && !/^http:\/\/(localhost|127\.|\[::1\])/.test(server.publicUrl))
+  else if (
+    server.publicUrl.startsWith("http://") &&
+    !/^http:\/\/(localhost|127\.|\[::1\])/.test(server.publicUrl)
+  )
     warnings.push(
       `server.publicUrl ${server.publicUrl} is plain http: customer messages and signatures would cross the internet unencrypted. Use https.`,
     );
@@ -72,7 +76,9 @@ export function summarise(file: string, loaded: LoadedConfig) {
       bodyLimit: server.bodyLimit,
     },
     database: redactUrl(config.database),
-    adminApi: config.adminToken ? { enabled: true, token: maskSecret(config.adminToken) } : { enabled: false },
+    adminApi: config.adminToken
+      ? { enabled: true, token: maskSecret(config.adminToken) }
+      : { enabled: false },
     log: config.log,
     forwarder: config.forwarder,
     reply: config.reply,
@@ -94,7 +100,9 @@ function render(s: ReturnType<typeof summarise>): string {
     `server     listens on ${s.server.listen}; public URL ${s.server.publicUrl ?? "(not set)"}; trustProxy ${s.server.trustProxy}`,
   );
   out.push(`database   ${s.database}`);
-  out.push(`admin API  ${s.adminApi.enabled ? `enabled, token ${s.adminApi.token}` : "disabled (no adminToken)"}`);
+  out.push(
+    `admin API  ${s.adminApi.enabled ? `enabled, token ${s.adminApi.token}` : "disabled (no adminToken)"}`,
+  );
   out.push(`log        ${s.log.level}${s.log.maskPhones ? ", phone numbers masked" : ""}`);
   for (const ch of s.channels) {
     const { type, ...providerRest } = ch.provider;

@@ -45,7 +45,8 @@ export function register(program: Command): void {
     .action(
       action(async (opts: { config: string; channel?: string; limit: string; json?: boolean }) => {
         const limit = Number(opts.limit);
-        if (!Number.isInteger(limit) || limit < 1) throw new CliError(`--limit "${opts.limit}": give a positive number`);
+        if (!Number.isInteger(limit) || limit < 1)
+          throw new CliError(`--limit "${opts.limit}": give a positive number`);
         const { config } = loadOrExit(opts.config);
         const rows = await withStore(config.database, "inspect", (store) =>
           store.listDead({ ...(opts.channel ? { channelId: opts.channel } : {}), limit }),
@@ -100,7 +101,8 @@ export function register(program: Command): void {
           const row = await store.outboxRow(id);
           return row && { row, message: await store.message(row.message_id) };
         });
-        if (!found) throw new CliError(`no message with id ${id}; \`smsbridge dead list\` prints the ids`, EXIT_FAILED);
+        if (!found)
+          throw new CliError(`no message with id ${id}; \`smsbridge dead list\` prints the ids`, EXIT_FAILED);
         const { row, message } = found;
         const payload = row.payload.toString("utf8");
         const channel = config.channels.find((c) => c.id === row.channel_id);
@@ -157,7 +159,8 @@ export function register(program: Command): void {
           `payload (the exact bytes signed and sent to ${channel?.reamaze.incomingUrl ?? "the helpdesk"}):`,
           indent(pretty(payload)),
         ];
-        if (row.state === "dead") lines.push("", `replay it with: smsbridge dead replay ${row.id} -c ${opts.config}`);
+        if (row.state === "dead")
+          lines.push("", `replay it with: smsbridge dead replay ${row.id} -c ${opts.config}`);
         process.stdout.write(`${lines.filter((l) => l !== undefined).join("\n")}\n`);
         return EXIT.ok;
       }),
@@ -176,8 +179,13 @@ export function register(program: Command): void {
     .option("--channel <id>", "only this channel (with --all or --since)")
     .action(
       action(
-        async (idArg: string | undefined, opts: { config: string; all?: boolean; since?: string; channel?: string }) => {
-          const chosen = [idArg !== undefined, Boolean(opts.all), opts.since !== undefined].filter(Boolean).length;
+        async (
+          idArg: string | undefined,
+          opts: { config: string; all?: boolean; since?: string; channel?: string },
+        ) => {
+          const chosen = [idArg !== undefined, Boolean(opts.all), opts.since !== undefined].filter(
+            Boolean,
+          ).length;
           if (chosen !== 1)
             throw new CliError(
               "say what to replay: an ID, --all, or --since TIME (exactly one), e.g. `smsbridge dead replay --since 2h`",
@@ -192,7 +200,10 @@ export function register(program: Command): void {
             if (id !== undefined) {
               const row = await store.outboxRow(id);
               if (!row)
-                throw new CliError(`no message with id ${id}; \`smsbridge dead list\` prints the ids`, EXIT_FAILED);
+                throw new CliError(
+                  `no message with id ${id}; \`smsbridge dead list\` prints the ids`,
+                  EXIT_FAILED,
+                );
               if (row.state !== "dead")
                 throw new CliError(`message ${id} is ${row.state}, not dead: nothing to replay`, EXIT_FAILED);
               return store.replayDead({ id }, now);

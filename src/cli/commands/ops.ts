@@ -85,7 +85,8 @@ export function parseSince(value: string, now: number): number | undefined {
   const v = value.trim();
   if (/^(\d+(\.\d+)?[smhdw])+$/i.test(v)) {
     let ms = 0;
-    for (const [, n, unit] of v.toLowerCase().matchAll(/(\d+(?:\.\d+)?)([smhdw])/g)) ms += Number(n) * UNITS[unit!]!;
+    for (const [, n, unit] of v.toLowerCase().matchAll(/(\d+(?:\.\d+)?)([smhdw])/g))
+      ms += Number(n) * UNITS[unit!]!;
     return now - ms;
   }
   if (/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(v)) {
@@ -144,7 +145,9 @@ export function table(header: string[], rows: string[][]): string {
 /** Parses a positive integer id argument or fails with a usage error. */
 export function parseId(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value)))
-    throw new CliError(`"${value}" is not a message id (a positive number, as \`smsbridge dead list\` prints)`);
+    throw new CliError(
+      `"${value}" is not a message id (a positive number, as \`smsbridge dead list\` prints)`,
+    );
   return Number(value);
 }
 

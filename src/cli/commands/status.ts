@@ -41,12 +41,20 @@ async function probeBridge(url: string): Promise<BridgeProbe> {
     const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(2_000) });
     if (!res.ok) {
       await res.body?.cancel();
-      return { url: base, reachable: false, error: `GET /metrics answered HTTP ${res.status}`, breakers: new Map() };
+      return {
+        url: base,
+        reachable: false,
+        error: `GET /metrics answered HTTP ${res.status}`,
+        breakers: new Map(),
+      };
     }
     return { url: base, reachable: true, breakers: breakersFromMetrics(await res.text()) };
   } catch (e) {
     const err = e as Error & { cause?: { code?: string; message?: string } };
-    const why = err.name === "TimeoutError" ? "no answer within 2 s" : (err.cause?.code ?? err.cause?.message ?? err.message);
+    const why =
+      err.name === "TimeoutError"
+        ? "no answer within 2 s"
+        : (err.cause?.code ?? err.cause?.message ?? err.message);
     return { url: base, reachable: false, error: why, breakers: new Map() };
   }
 }
@@ -113,7 +121,11 @@ export function register(program: Command): void {
         if (opts.json) {
           printJson({
             database: redactUrl(config.database),
-            bridge: { url: bridge.url, reachable: bridge.reachable, ...(bridge.error ? { error: bridge.error } : {}) },
+            bridge: {
+              url: bridge.url,
+              reachable: bridge.reachable,
+              ...(bridge.error ? { error: bridge.error } : {}),
+            },
             since: isoTime(since),
             channels,
             deliveryFailures: failures,
@@ -157,7 +169,11 @@ export function register(program: Command): void {
             ),
           );
         }
-        if (channels.some((c) => c.dead > 0)) out.push("", "dead messages: `smsbridge dead list` shows them, `smsbridge dead replay` requeues them");
+        if (channels.some((c) => c.dead > 0))
+          out.push(
+            "",
+            "dead messages: `smsbridge dead list` shows them, `smsbridge dead replay` requeues them",
+          );
         process.stdout.write(`${out.join("\n")}\n`);
         return EXIT.ok;
       }),

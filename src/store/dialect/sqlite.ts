@@ -15,6 +15,27 @@ export function openSqlite(file: string): { db: Kysely<Schema>; raw: Database.Da
   raw.pragma("synchronous = FULL");
   raw.pragma("busy_timeout = 5000");
   raw.pragma("foreign_keys = ON");
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: raw }) });
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingPrepare(raw) }) });
   return { db, raw };
+}
+
+/**
+ * Kysely prepares every statement it runs; preparing costs more than running one of our small statements.
+ * Our queries are a small fixed set of SQL texts (values are parameters), so a statement cache keyed by the
+ * SQL makes each query a lookup. Bounded in case a caller builds SQL with inlined values.
+ */
+function cachingPrepare(raw: Database.Database) {
+  const cache = new Map<string, Database.Statement>();
+  return {
+    close: () => raw.close(),
+    prepare(sql: string) {
+      let stmt = cache.get(sql);
+      if (!stmt) {
+        stmt = raw.prepare(sql);
+        if (cache.size >= 500) cache.clear();
+        cache.set(sql, stmt);
+      }
+      return stmt;
+    },
+  };
 }
