@@ -263,6 +263,12 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   }
   forwarder = new Forwarder(store, channels, config.forwarder, metrics, log, now);
   if (opts.forwarder !== false) forwarder.start();
+  const fwRef = forwarder;
+  // Other instances (PostgreSQL) commit rows too: their NOTIFY wakes this forwarder; polling is the backstop.
+  const unlisten = store.onOutboxChange(
+    () => fwRef.wake(),
+    (err) => log.warn({ err: err.message }, "outbox notifications interrupted; polling until they are back"),
+  );
   log.info(
     {
       url: localBase,
@@ -284,6 +290,7 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
     log,
     ...(simulator ? { simulator } : {}),
     async close() {
+      await unlisten();
       await fw.stop();
       await app.close();
       await store.close();

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { sign } from "../protocol/signature.js";
 import { createSimulatorSignature } from "../providers/simulator/index.js";
+import { scratchPostgres } from "../store/test-support/databases.js";
 import {
   ADMIN_TOKEN,
   CHANNEL_PHONE,
@@ -373,5 +374,30 @@ describe("opt-out and provider faults on staff replies", () => {
     const msgs = await messagesOf(loop, conv!.slug);
     assert.equal(msgs[0]!.direction, "outbound");
     assert.equal(msgs[0]!.body, "Your order shipped");
+  });
+});
+
+describe("the loop on PostgreSQL", () => {
+  let loop: Loop;
+  let scratch: Awaited<ReturnType<typeof scratchPostgres>>;
+  before(async () => {
+    scratch = await scratchPostgres();
+    loop = await startLoop({ database: scratch.url });
+  });
+  after(async () => {
+    await loop.close();
+    await scratch.drop();
+  });
+
+  test("customer SMS → conversation → staff reply → phone", async () => {
+    const customer = "+15105550061";
+    await customerSends(loop, customer, "hello from postgres");
+    const [conv] = await eventually("the conversation", async () => {
+      const c = await conversations(loop, customer);
+      return c.length ? c : undefined;
+    });
+    const sent = await staffReplies(loop, conv!.slug, "hello back");
+    assert.equal(sent.status, "sent");
+    assert.equal((await phone(loop, customer)).filter((m) => m.direction === "mt").length, 1);
   });
 });

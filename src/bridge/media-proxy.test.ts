@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import Fastify, { type FastifyInstance } from "fastify";
 import pino from "pino";
+import { Agent, getGlobalDispatcher, request, setGlobalDispatcher } from "undici";
 import type { MediaAccess, ProviderAdapter } from "../providers/types.js";
 import type { Channel } from "./channels.js";
 import type { ChannelConfig } from "./config.js";
@@ -437,14 +440,16 @@ describe("media proxy route (fake channel, real HTTP)", () => {
 });
 
 describe("media proxy in a running bridge (Twilio channel)", () => {
+  const ACCOUNT_SID = `AC${"ab".repeat(16)}`;
   const AUTH_TOKEN = "media-proxy-test-twilio-auth-token-01";
   let loop: Loop;
   let provider: MediaServer;
 
   before(async () => {
     provider = await mediaServer((path, res) => {
-      if (path.endsWith("/Media/ME1")) res.writeHead(200, { "content-type": "image/gif" }).end("GIF89a");
-      else res.writeHead(404).end();
+      if (path.endsWith("/Media/ME1") || path === "/cdn/ME1.gif") {
+        res.writeHead(200, { "content-type": "image/gif" }).end("GIF89a");
+      } else res.writeHead(404).end();
     });
     loop = await startLoop({
       provider: {
@@ -505,6 +510,42 @@ describe("media proxy in a running bridge (Twilio channel)", () => {
       assert.equal(provider.seen.length, c.seen);
     });
   }
+
+  test("Twilio's Basic credentials reach its media host over https, and not the plain-http CDN it redirects to", async () => {
+    // A TLS "api.twilio.com" on loopback: the adapter counts the apiBaseUrl host as Twilio's and sends its
+    // credentials to it over https only. The proxy fetches through undici's global dispatcher, told to trust the
+    // test certificate for this test alone.
+    const cert = readFileSync(new URL("./testdata/loopback-tls.crt", import.meta.url));
+    const key = readFileSync(new URL("./testdata/loopback-tls.key", import.meta.url));
+    const seen: Seen[] = [];
+    const tls = createHttpsServer({ cert, key }, (req, res) => {
+      seen.push({ path: req.url ?? "", authorization: req.headers.authorization });
+      res.writeHead(307, { location: `${provider.url}/cdn/ME1.gif` }).end();
+    });
+    await new Promise<void>((r) => tls.listen(0, "127.0.0.1", r));
+    const previous = getGlobalDispatcher();
+    const trusting = new Agent({ connect: { ca: cert } });
+    setGlobalDispatcher(trusting);
+    try {
+      const ch = loop.bridge.channels.get("support");
+      assert.ok(ch);
+      const { port } = tls.address() as AddressInfo;
+      const mediaUrl = `https://127.0.0.1:${port}/2010-04-01/Accounts/${ACCOUNT_SID}/Messages/MM1/Media/ME1`;
+      provider.seen.length = 0;
+      const res = await request(`${loop.bridge.url}/media/${mediaToken(ch, mediaUrl, Date.now() + 60_000)}`);
+      const text = await res.body.text();
+      assert.equal(res.statusCode, 200, text);
+      assert.equal(text, "GIF89a");
+      const basic = `Basic ${Buffer.from(`${ACCOUNT_SID}:${AUTH_TOKEN}`).toString("base64")}`;
+      assert.deepEqual(seen, [{ path: new URL(mediaUrl).pathname, authorization: basic }]);
+      assert.deepEqual(provider.seen, [{ path: "/cdn/ME1.gif", authorization: undefined }]);
+    } finally {
+      setGlobalDispatcher(previous);
+      await trusting.close();
+      tls.closeAllConnections();
+      await new Promise<void>((r) => tls.close(() => r()));
+    }
+  });
 
   test("a token signed with another channel secret → 404", async () => {
     const forged = mediaToken(

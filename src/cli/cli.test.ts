@@ -37,7 +37,7 @@ const mode =
     ? "dist"
     : "tsx");
 const ENTRY = mode === "dist" ? [BIN] : ["--import", "tsx", MAIN];
-test(`the CLI under test: ${mode === "dist" ? "bin/smsbridge.js (dist/ is current)" : "src/cli/main.ts through tsx"}`, () => {});
+const via = mode === "dist" ? "bin/smsbridge.js" : "tsx src/cli/main.ts";
 const fixture = (path: string) => fileURLToPath(new URL(`../protocol/testdata/${path}`, import.meta.url));
 const SEED_SIG = "FgdUISIrhWKi9IhRN80V37obl/NYrpXeaZvV95dmgeU=";
 
@@ -68,7 +68,7 @@ async function cli(
   return { code, stdout, stderr };
 }
 
-describe("sign", { concurrency: 4 }, () => {
+describe(`sign (${via})`, { concurrency: 4 }, () => {
   test("the seed example from stdin, secret from SMSBRIDGE_SECRET", async () => {
     const r = await cli(["sign"], {
       input: '{"id":"1","body":"hello"}',
@@ -102,7 +102,7 @@ describe("sign", { concurrency: 4 }, () => {
   });
 });
 
-describe("verify", { concurrency: 4 }, () => {
+describe(`verify (${via})`, { concurrency: 4 }, () => {
   test("valid, and says which of the rotated secrets matched", async () => {
     const r = await cli(["verify", "-s", "new", "-s", "your_shared_secret", "--signature", SEED_SIG], {
       input: '{"id":"1","body":"hello"}',
@@ -141,7 +141,7 @@ interface Hit {
   bytes: Buffer;
 }
 
-describe("send", { concurrency: 4 }, () => {
+describe(`send (${via})`, { concurrency: 4 }, () => {
   const hits: Hit[] = [];
   let base = "";
   const server = createServer((req, res) => {
@@ -335,7 +335,7 @@ describe("send", { concurrency: 4 }, () => {
   });
 });
 
-describe("--help on every command", { concurrency: 3 }, () => {
+describe(`--help on every command (${via})`, { concurrency: 3 }, () => {
   for (const [cmd, mention] of [
     ["sign", /X-Reamaze-Hmac-SHA256/],
     ["verify", /--signature/],

@@ -24,7 +24,7 @@ export function openStore(url: string, opts: StoreOptions = {}): Store {
   }
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
     const { db } = openPostgres(url);
-    return new Store(db, "postgres", () => db.destroy(), opts);
+    return new Store(db, "postgres", () => db.destroy(), opts, undefined, url);
   }
   throw new Error(`database: "${url}" is not a sqlite: or postgres:// URL (e.g. sqlite:./data/smsbridge.db)`);
 }

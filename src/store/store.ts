@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type Kysely, Migrator, sql, type Transaction } from "kysely";
 import { type KeywordAction, keywordAction } from "../core/optout.js";
 import { type ThreadingConfig, threadFor } from "../core/threading.js";
+import { listenForOutbox, OUTBOX_CHANNEL } from "./dialect/postgres.js";
 import type { SqliteHotPath } from "./dialect/sqlite-hot.js";
 import { GroupCommit } from "./group-commit.js";
 import { migrationProvider } from "./migrations.js";
@@ -123,10 +124,14 @@ export class Store {
     private readonly onClose: () => Promise<void>,
     opts: StoreOptions = {},
     private readonly hot?: SqliteHotPath,
+    /** Connection URL, for PostgreSQL's LISTEN connection. */
+    private readonly url?: string,
   ) {
     this.ingestQueue = new GroupCommit(
       (items) =>
-        hot ? this.lock.run(async () => hot.ingest(items)) : this.tx((trx) => this.ingestBatch(trx, items)),
+        hot
+          ? this.lock.run(async () => hot.ingest(items))
+          : this.tx((trx) => this.ingestBatch(trx, items, true)),
       {
         concurrency: opts.commitConcurrency ?? (dialect === "sqlite" ? 1 : 4),
         maxBatch: opts.maxBatch ?? 256,
@@ -187,10 +192,29 @@ export class Store {
     return this.ingestQueue.submit(item);
   }
 
-  private async ingestBatch(trx: Transaction<Database>, items: IngestItem[]): Promise<IngestResult[]> {
+  private async ingestBatch(
+    trx: Transaction<Database>,
+    items: IngestItem[],
+    notify: boolean,
+  ): Promise<IngestResult[]> {
     const out: IngestResult[] = [];
     for (const item of items) out.push(await this.ingestOne(trx, item));
+    if (notify && out.some((r) => r.status === "stored")) await this.notifyOutbox(trx);
     return out;
+  }
+
+  /** PostgreSQL: wake every instance's forwarder when this transaction commits (NOTIFY is transactional). */
+  private async notifyOutbox(db: Kysely<Database>): Promise<void> {
+    if (this.dialect === "postgres") await sql`SELECT pg_notify(${OUTBOX_CHANNEL}, '')`.execute(db);
+  }
+
+  /**
+   * Calls `fn` when another process committed outbox rows (PostgreSQL LISTEN/NOTIFY). SQLite has a single
+   * process, which wakes its own forwarder directly; there this is a no-op.
+   */
+  onOutboxChange(fn: () => void, onError: (e: Error) => void = () => {}): () => Promise<void> {
+    if (this.dialect !== "postgres" || !this.url) return async () => {};
+    return listenForOutbox(this.url, fn, onError);
   }
 
   private async ingestOne(trx: Transaction<Database>, item: IngestItem): Promise<IngestResult> {
@@ -689,6 +713,7 @@ export class Store {
     else if (sel.since !== undefined) q = q.where("finished_at", ">=", sel.since);
     else if (!sel.all) return 0;
     const r = await q.executeTakeFirst();
+    if (Number(r.numUpdatedRows) > 0) await this.notifyOutbox(this.db);
     return Number(r.numUpdatedRows);
   }
 

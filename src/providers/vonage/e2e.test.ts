@@ -67,7 +67,14 @@ function assertNoSecretsLogged(loop: Loop) {
   const logs = loop.logs();
   assert.ok(logs.length > 0, "logs were captured");
   const basic = Buffer.from(`${API_KEY}:${API_SECRET}`).toString("base64");
-  for (const secret of [API_SECRET, SIGNATURE_SECRET, basic, PRIVATE_PEM.split("\n")[1]!, REAMAZE_SECRET]) {
+  for (const secret of [
+    API_KEY,
+    API_SECRET,
+    SIGNATURE_SECRET,
+    basic,
+    PRIVATE_PEM.split("\n")[1]!,
+    REAMAZE_SECRET,
+  ]) {
     assert.ok(!logs.includes(secret), `a secret (${secret.slice(0, 4)}…) appeared in the logs`);
   }
 }

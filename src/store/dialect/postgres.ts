@@ -17,3 +17,53 @@ export function openPostgres(url: string, poolSize = 10): { db: Kysely<Schema>; 
   const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool };
 }
+
+export const OUTBOX_CHANNEL = "smsbridge_outbox";
+
+/**
+ * LISTEN on a dedicated connection: every instance's forwarder wakes as soon as any instance commits new
+ * outbox rows, instead of waiting for its next poll. Reconnects after errors (a database restart); polling
+ * remains the backstop while it is down.
+ */
+export function listenForOutbox(
+  url: string,
+  onNotify: () => void,
+  onError: (e: Error) => void,
+): () => Promise<void> {
+  let client: pg.Client | undefined;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async () => {
+    if (stopped) return;
+    const c = new pg.Client({ connectionString: url });
+    client = c;
+    c.on("notification", () => onNotify());
+    c.on("error", (e) => {
+      onError(e);
+      schedule();
+    });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${OUTBOX_CHANNEL}`);
+      // Anything committed while we were not listening is found by the first claim after this.
+      onNotify();
+    } catch (e) {
+      onError(e as Error);
+      schedule();
+    }
+  };
+  const schedule = () => {
+    if (stopped || retry) return;
+    client?.end().catch(() => {});
+    retry = setTimeout(() => {
+      retry = undefined;
+      void connect();
+    }, 1_000);
+  };
+  void connect();
+  return async () => {
+    stopped = true;
+    if (retry) clearTimeout(retry);
+    await client?.end().catch(() => {});
+  };
+}
