@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import type { Logger } from "pino";
 import { type RetryPolicy, retryDelay, retryExpired } from "../core/retry.js";
 import { postSigned } from "../protocol/client.js";
@@ -6,6 +7,8 @@ import { Breaker } from "./breaker.js";
 import type { Channel } from "./channels.js";
 import type { BridgeConfig } from "./config.js";
 import type { Metrics } from "./metrics.js";
+
+const INSTANCE = `${hostname()}:${process.pid}`;
 
 /**
  * Moves the outbox to the helpdesk: claims due rows per channel (bounded by the channel's concurrency and
@@ -143,6 +146,8 @@ export class Forwarder {
       secret: ch.config.reamaze.secrets[0]!,
       payload: row.payload,
       timeoutMs: ch.config.reamaze.timeoutMs,
+      // Which instance sent it: lets an operator (and the scale-out tests) trace a delivery to a process.
+      headers: { "x-smsbridge-instance": INSTANCE },
     });
     const now = this.now();
     let recorded: boolean;

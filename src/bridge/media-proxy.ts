@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { Transform } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { request } from "undici";
@@ -150,6 +151,22 @@ export function registerMediaProxy(
         await res.body.dump();
         return sendError(reply, 413, `media is larger than ${deps.opts.maxBytes} bytes`);
       }
+      reply
+        .type(type)
+        .header("cache-control", "private, max-age=3600")
+        .header("x-content-type-options", "nosniff");
+      if (Number.isFinite(length)) {
+        // Declared size within the limit: stream it through; a body longer than declared is cut off.
+        let size = 0;
+        const limited = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            size += chunk.length;
+            cb(size > length ? new Error("media body longer than its content-length") : null, chunk);
+          },
+        });
+        return reply.header("content-length", String(length)).send(res.body.pipe(limited));
+      }
+      // No declared size: buffer up to the limit, so an oversized file still gets a clean 413.
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of res.body) {
@@ -160,11 +177,7 @@ export function registerMediaProxy(
         }
         chunks.push(chunk as Buffer);
       }
-      return reply
-        .type(type)
-        .header("cache-control", "private, max-age=3600")
-        .header("x-content-type-options", "nosniff")
-        .send(Buffer.concat(chunks));
+      return reply.send(Buffer.concat(chunks));
     }
     return sendError(reply, 502, "too many redirects fetching the media");
   });

@@ -1,8 +1,7 @@
 import type { Command } from "commander";
 import { redactUrl } from "../../bridge/app.js";
 import { action, CliError, EXIT } from "../io.js";
-import { configOption, EXIT_FAILED, withStore } from "./ops.js";
-import { loadOrExit } from "./serve.js";
+import { configOption, EXIT_FAILED, loadOpsConfig, withStore } from "./ops.js";
 
 export function register(program: Command): void {
   configOption(
@@ -14,7 +13,7 @@ export function register(program: Command): void {
       ),
   ).action(
     action(async (opts: { config: string }) => {
-      const { config } = loadOrExit(opts.config);
+      const config = loadOpsConfig(opts.config);
       const db = redactUrl(config.database);
       const applied = await withStore(config.database, "migrate", async (store) => {
         try {

@@ -2,9 +2,11 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { redactUrl } from "../../bridge/app.js";
+import { type BridgeConfig, ConfigError, configSchema, interpolateEnv, readConfigFile } from "../../bridge/config.js";
 import { openStore } from "../../store/open.js";
 import type { Store } from "../../store/store.js";
 import { CliError } from "../io.js";
+import { loadOrExit } from "./serve.js";
 
 /**
  * What the operations commands (migrate, status, dead, check-config) share: the `--config` option, opening
@@ -22,6 +24,51 @@ export function configOption(cmd: Command): Command {
     "config file, YAML or JSON (default: $SMSBRIDGE_CONFIG or smsbridge.yaml)",
     process.env.SMSBRIDGE_CONFIG ?? DEFAULT_CONFIG,
   );
+}
+
+const UNSET = "smsbridge-unset-environment-variable";
+
+/**
+ * The config as the operations commands need it: `database`, `server`, channel ids, forwarder settings. Unlike
+ * `serve`, it does not need the provider and helpdesk secrets in the environment — an operator running
+ * `smsbridge status` should not have to hold the Twilio token. A variable the database URL uses is still
+ * required; any other problem is reported exactly as `serve` reports it (exit 78).
+ */
+export function loadOpsConfig(file: string, env: NodeJS.ProcessEnv = process.env): BridgeConfig {
+  let raw: unknown;
+  try {
+    raw = readConfigFile(file);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    return loadOrExit(file).config;
+  }
+  const missing: string[] = [];
+  const lenient = withPlaceholders(raw, env, missing, []);
+  const problems: string[] = [];
+  const r = configSchema.safeParse(interpolateEnv(lenient, env, problems));
+  const dbMissing = missing.filter((m) => m.startsWith("database:"));
+  if (dbMissing.length) {
+    process.stderr.write(`smsbridge: ${file}: invalid configuration:\n  ${dbMissing.join("\n  ")}\n`);
+    process.exit(78);
+  }
+  if (!r.success || problems.length) return loadOrExit(file).config;
+  return r.data;
+}
+
+/** Rewrites `${NAME}` of unset variables to `${NAME:-placeholder}`, noting where, so validation can go on. */
+function withPlaceholders(value: unknown, env: NodeJS.ProcessEnv, missing: string[], path: string[]): unknown {
+  if (typeof value === "string")
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name: string) => {
+      if (env[name] !== undefined && env[name] !== "") return m;
+      missing.push(`${path.join(".")}: environment variable ${name} is not set`);
+      return `\${${name}:-${UNSET}}`;
+    });
+  if (Array.isArray(value)) return value.map((v, i) => withPlaceholders(v, env, missing, [...path, String(i)]));
+  if (value && typeof value === "object")
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, withPlaceholders(v, env, missing, [...path, k])]),
+    );
+  return value;
 }
 
 /** The file of a `sqlite:` URL, the way openStore reads it; undefined for PostgreSQL. */

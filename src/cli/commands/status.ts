@@ -3,8 +3,17 @@ import { redactUrl } from "../../bridge/app.js";
 import type { BridgeConfig } from "../../bridge/config.js";
 import { maskPhone } from "../../core/phone.js";
 import { action, EXIT } from "../io.js";
-import { clip, configOption, formatAge, isoTime, printJson, sinceOrUsage, table, withStore } from "./ops.js";
-import { loadOrExit } from "./serve.js";
+import {
+  clip,
+  configOption,
+  formatAge,
+  isoTime,
+  loadOpsConfig,
+  printJson,
+  sinceOrUsage,
+  table,
+  withStore,
+} from "./ops.js";
 
 type Breaker = "open" | "closed" | "unknown";
 
@@ -73,7 +82,7 @@ export function register(program: Command): void {
     .option("--json", "print JSON")
     .action(
       action(async (opts: { config: string; url?: string; since: string; json?: boolean }) => {
-        const { config } = loadOrExit(opts.config);
+        const config = loadOpsConfig(opts.config);
         const now = Date.now();
         const since = sinceOrUsage(opts.since, now);
         const probe = probeBridge(opts.url ?? defaultBridgeUrl(config.server));
