@@ -97,20 +97,36 @@ export default async function run(): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   try {
     // ---- durable ingest ----
-    const bareRun = await load({ url: bare.url, connections: CONNECTIONS, durationSec: SECONDS, requests: twilioWebhook });
+    const bareRun = await load({
+      url: bare.url,
+      connections: CONNECTIONS,
+      durationSec: SECONDS,
+      requests: twilioWebhook,
+    });
     const db = join(dir, "ingest.db");
     const bridge = await startBridge(config(dir, sink.url, db));
     let ingest: Awaited<ReturnType<typeof load>>;
     try {
       await load({ url: bridge.url, connections: CONNECTIONS, durationSec: 1, requests: twilioWebhook }); // warm-up
-      ingest = await load({ url: bridge.url, connections: CONNECTIONS, durationSec: SECONDS, requests: twilioWebhook });
+      ingest = await load({
+        url: bridge.url,
+        connections: CONNECTIONS,
+        durationSec: SECONDS,
+        requests: twilioWebhook,
+      });
     } finally {
       await bridge.close();
     }
-    if (ingest.non2xx || ingest.errors) throw new Error(`ingest: ${ingest.non2xx} non-2xx answers, ${ingest.errors} errors`);
+    if (ingest.non2xx || ingest.errors)
+      throw new Error(`ingest: ${ingest.non2xx} non-2xx answers, ${ingest.errors} errors`);
     results.push(
       withBaseline(
-        { name: "durable ingest (Twilio webhooks → commit → ack)", value: ingest.rps, unit: "msg/s", note: `p99 ${ingest.p99} ms, ${CONNECTIONS} connections` },
+        {
+          name: "durable ingest (Twilio webhooks → commit → ack)",
+          value: ingest.rps,
+          unit: "msg/s",
+          note: `p99 ${ingest.p99} ms, ${CONNECTIONS} connections`,
+        },
         { name: "bare node:http", value: bareRun.rps },
       ),
     );
@@ -122,7 +138,13 @@ export default async function run(): Promise<BenchResult[]> {
     const t0 = Date.now();
     const items = Array.from({ length: BACKLOG }, (_, i) => {
       const body = Buffer.from(
-        JSON.stringify({ id: `bench:${i}`, to: { phone: PHONE }, from: { phone: `+1510555${String(i % 10_000).padStart(4, "0")}` }, body: `backlog ${i}`, created_at: new Date(t0 + i).toISOString() }),
+        JSON.stringify({
+          id: `bench:${i}`,
+          to: { phone: PHONE },
+          from: { phone: `+1510555${String(i % 10_000).padStart(4, "0")}` },
+          body: `backlog ${i}`,
+          created_at: new Date(t0 + i).toISOString(),
+        }),
       );
       return store.ingest({
         channelId: "bench",
@@ -138,12 +160,24 @@ export default async function run(): Promise<BenchResult[]> {
     });
     await Promise.all(items);
     await store.close();
-    const sample = Buffer.from(JSON.stringify({ id: "bench:x", to: { phone: PHONE }, from: { phone: "+15105550000" }, body: "backlog x" }));
+    const sample = Buffer.from(
+      JSON.stringify({
+        id: "bench:x",
+        to: { phone: PHONE },
+        from: { phone: "+15105550000" },
+        body: "backlog x",
+      }),
+    );
     const client = await load({
       url: sink.url,
       connections: 64,
       durationSec: SECONDS,
-      requests: () => ({ method: "POST", path: "/incoming/sms", headers: { "content-type": "application/json", "x-reamaze-hmac-sha256": sign(sample, SECRET) }, body: sample }),
+      requests: () => ({
+        method: "POST",
+        path: "/incoming/sms",
+        headers: { "content-type": "application/json", "x-reamaze-hmac-sha256": sign(sample, SECRET) },
+        body: sample,
+      }),
     });
     const started = performance.now();
     const fwd = await startBridge(config(dir, sink.url, backlogDb));
@@ -153,7 +187,8 @@ export default async function run(): Promise<BenchResult[]> {
       for (;;) {
         const left = await pendingCount(backlogDb);
         if (left === 0) break;
-        if (performance.now() - started > 120_000) throw new Error(`forwarding: ${left} still pending after 120 s`);
+        if (performance.now() - started > 120_000)
+          throw new Error(`forwarding: ${left} still pending after 120 s`);
         await new Promise((r) => setTimeout(r, 50));
       }
       drained = pendingAtStart / ((performance.now() - started) / 1000);
@@ -162,7 +197,12 @@ export default async function run(): Promise<BenchResult[]> {
     }
     results.push(
       withBaseline(
-        { name: `forwarding ${BACKLOG.toLocaleString("en-US")} backlog → bare sink (signed)`, value: drained, unit: "msg/s", note: "includes process start" },
+        {
+          name: `forwarding ${BACKLOG.toLocaleString("en-US")} backlog → bare sink (signed)`,
+          value: drained,
+          unit: "msg/s",
+          note: "includes process start",
+        },
         { name: "plain keep-alive client → same sink", value: client.rps },
       ),
     );

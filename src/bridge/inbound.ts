@@ -128,7 +128,8 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     d.metrics.inbound.inc({ channel: ch.id, result: r.status });
     if (r.status === "stored") {
       d.onStored();
-      d.log.info(
+      // Per-message lines are debug: at thousands per second they would cost more than the work they log.
+      d.log.debug(
         {
           channel: ch.id,
           id,

@@ -3,16 +3,16 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { stringify } from "yaml";
+import { parse as parseYaml, stringify } from "yaml";
 import { type RunningBridge, startBridge } from "../bridge/app.js";
-import { loadConfig } from "../bridge/config.js";
+import { loadConfig, validateConfig } from "../bridge/config.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/store.js";
 import { type ScratchDb, scratchPostgres } from "../store/test-support/databases.js";
@@ -74,8 +74,9 @@ function writeConfig(name: string, database: string, extra: Record<string, unkno
         {
           id: "support",
           numbers: ["+16501234567"],
-          reamaze: { incomingUrl: "http://127.0.0.1:1/incoming/sms", secrets: ["support-secret-1234"] },
-          provider: { type: "simulator", secret: "sim-secret-1234" },
+          // Secrets the operations commands must not need: these variables are never set.
+          reamaze: { incomingUrl: "http://127.0.0.1:1/incoming/sms", secrets: ["${OPS_TEST_UNSET_SECRET}"] },
+          provider: { type: "simulator", secret: "${OPS_TEST_UNSET_SIM_SECRET}" },
         },
         {
           id: "sales",
@@ -320,7 +321,7 @@ describe("operations commands", { concurrency: true }, () => {
       );
       assert.match(
         r.stdout,
-        /payload \(the exact bytes signed and sent to http:\/\/127\.0\.0\.1:1\/incoming\/sms\):/,
+        /payload \(pretty-printed; the stored bytes are signed and sent as they are to http:\/\/127\.0\.0\.1:1\/incoming\/sms\):/,
       );
       assert.match(r.stdout, /\n {4}"id": "simulator:SM1",\n/);
       assert.match(r.stdout, new RegExp(`replay it with: smsbridge dead replay ${seeded.supportDead} -c `));
@@ -558,6 +559,54 @@ describe("operations commands", { concurrency: true }, () => {
       for (const secret of Object.values(env)) assert.ok(!r.stdout.includes(secret));
     });
 
+    test("examples/smsbridge.yaml is valid and covers every provider", () => {
+      const example = fileURLToPath(new URL("../../examples/smsbridge.yaml", import.meta.url));
+      const vars = [...readFileSync(example, "utf8").matchAll(/\$\{([A-Z0-9_]+)\}/g)].map((m) => m[1]!);
+      const exampleEnv = Object.fromEntries(vars.map((v) => [v, `value-of-${v}-0123456789`]));
+      exampleEnv.TELNYX_PUBLIC_KEY = "eu2zvPjhY6odxV34Z/EsRiERvTodkev4Fq0SlK90Izg=";
+      const loaded = loadConfig(example, exampleEnv);
+      assert.deepEqual([...new Set([...loaded.providers.values()].map((p) => p.type))].sort(), [
+        "plivo",
+        "signalwire",
+        "telnyx",
+        "twilio",
+        "vonage",
+      ]);
+    });
+
+    test("every YAML example in the configuration and deployment docs is a valid config", () => {
+      const env: NodeJS.ProcessEnv = { TELNYX_PUBLIC_KEY: "eu2zvPjhY6odxV34Z/EsRiERvTodkev4Fq0SlK90Izg=" };
+      let checked = 0;
+      for (const doc of ["configuration.md", "deployment.md"]) {
+        const text = readFileSync(fileURLToPath(new URL(`../../docs/${doc}`, import.meta.url)), "utf8");
+        for (const [, block] of text.matchAll(/```yaml\n([\s\S]*?)```/g)) {
+          for (const [, name] of block!.matchAll(/\$\{([A-Z0-9_]+)\}/g))
+            env[name!] ??= `value-of-${name}-0123456789`;
+          env.DATABASE_URL = "postgres://smsbridge:password@db.internal:5432/smsbridge";
+          const parsed = parseYaml(block!) as Record<string, unknown>;
+          // A provider snippet is checked inside a minimal channel; other fragments (one section) are skipped.
+          const whole = parsed.channels
+            ? parsed
+            : parsed.provider
+              ? {
+                  channels: [
+                    {
+                      id: "x",
+                      numbers: ["+16501234567"],
+                      reamaze: { secrets: ["s"] },
+                      provider: parsed.provider,
+                    },
+                  ],
+                }
+              : undefined;
+          if (!whole) continue;
+          assert.doesNotThrow(() => validateConfig(whole, env), `${doc}:\n${block}`);
+          checked++;
+        }
+      }
+      assert.ok(checked >= 10, `only ${checked} examples found`);
+    });
+
     test("invalid: exit 78 with every problem, also as JSON", async () => {
       const r = await cli(["check-config", "-c", file, "--json"], {
         ...env,
@@ -584,6 +633,16 @@ describe("operations commands", { concurrency: true }, () => {
       const r = await cli(["status", "-c", config]);
       assert.equal(r.code, 1);
       assert.match(r.stderr, /missing\.db: no such file .* run `smsbridge migrate` first/);
+    });
+
+    test("a database URL from an unset variable: exit 78 naming it", async () => {
+      const config = writeConfig("nodb.yaml", "${OPS_TEST_UNSET_DB}");
+      const r = await cli(["dead", "list", "-c", config]);
+      assert.equal(r.code, 78);
+      assert.match(
+        r.stderr,
+        /invalid configuration:\n {2}database: environment variable OPS_TEST_UNSET_DB is not set\n$/,
+      );
     });
   });
 

@@ -18,6 +18,9 @@ export function toE164(raw: string): string | undefined {
   const digits = v.replace(/[\s().-]/g, "");
   const candidate = digits.startsWith("+") ? digits : `+${digits}`;
   if (!E164.test(candidate)) return undefined;
+  // Already canonical (what providers send almost always): nothing for the parser to add, and it is the
+  // costliest step of an inbound webhook.
+  if (candidate === v) return candidate;
   const parsed = parsePhoneNumberFromString(candidate);
   // Unknown country plans still pass when they are shaped like E.164: a carrier's new range must not be lost.
   return parsed?.number ?? candidate;

@@ -30,7 +30,9 @@ const MAX_ANSWER = 256 * 1024;
  * undici with one keep-alive pool per client. `guard` sees every URL before it is requested; the provider
  * test harness uses it to prove no real network call is made.
  */
-export function createHttpClient(opts: { dispatcher?: Dispatcher; guard?: (url: URL) => void } = {}): HttpClient {
+export function createHttpClient(
+  opts: { dispatcher?: Dispatcher; guard?: (url: URL) => void } = {},
+): HttpClient {
   const dispatcher = opts.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 64 });
   return {
     async request(req) {

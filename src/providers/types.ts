@@ -43,7 +43,15 @@ export interface InboundMessage {
   meta?: Record<string, unknown>;
 }
 
-export type DeliveryState = "queued" | "sending" | "sent" | "delivered" | "undelivered" | "failed" | "read" | "unknown";
+export type DeliveryState =
+  | "queued"
+  | "sending"
+  | "sent"
+  | "delivered"
+  | "undelivered"
+  | "failed"
+  | "read"
+  | "unknown";
 
 /** A delivery report for a message we sent. */
 export interface StatusUpdate {

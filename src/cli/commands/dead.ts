@@ -156,7 +156,7 @@ export function register(program: Command): void {
           "helpdesk answer:",
           indent(row.last_answer ? pretty(row.last_answer) : "(none)"),
           "",
-          `payload (the exact bytes signed and sent to ${channel?.reamaze.incomingUrl ?? "the helpdesk"}):`,
+          `payload (pretty-printed; the stored bytes are signed and sent as they are to ${channel?.reamaze.incomingUrl ?? "the helpdesk"}):`,
           indent(pretty(payload)),
         ];
         if (row.state === "dead")

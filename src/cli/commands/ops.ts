@@ -2,7 +2,13 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { redactUrl } from "../../bridge/app.js";
-import { type BridgeConfig, ConfigError, configSchema, interpolateEnv, readConfigFile } from "../../bridge/config.js";
+import {
+  type BridgeConfig,
+  ConfigError,
+  configSchema,
+  interpolateEnv,
+  readConfigFile,
+} from "../../bridge/config.js";
 import { openStore } from "../../store/open.js";
 import type { Store } from "../../store/store.js";
 import { CliError } from "../io.js";
@@ -56,14 +62,20 @@ export function loadOpsConfig(file: string, env: NodeJS.ProcessEnv = process.env
 }
 
 /** Rewrites `${NAME}` of unset variables to `${NAME:-placeholder}`, noting where, so validation can go on. */
-function withPlaceholders(value: unknown, env: NodeJS.ProcessEnv, missing: string[], path: string[]): unknown {
+function withPlaceholders(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  missing: string[],
+  path: string[],
+): unknown {
   if (typeof value === "string")
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name: string) => {
       if (env[name] !== undefined && env[name] !== "") return m;
       missing.push(`${path.join(".")}: environment variable ${name} is not set`);
       return `\${${name}:-${UNSET}}`;
     });
-  if (Array.isArray(value)) return value.map((v, i) => withPlaceholders(v, env, missing, [...path, String(i)]));
+  if (Array.isArray(value))
+    return value.map((v, i) => withPlaceholders(v, env, missing, [...path, String(i)]));
   if (value && typeof value === "object")
     return Object.fromEntries(
       Object.entries(value).map(([k, v]) => [k, withPlaceholders(v, env, missing, [...path, k])]),

@@ -147,8 +147,8 @@ export class SqliteHotPath {
           // Column names come from our own FinishOp keys, never from input.
           const sql = `UPDATE outbox SET ${cols.map((c) => `${c} = ?`).join(", ")} WHERE id = ? AND claim_token = ? AND state = 'pending'`;
           const values = cols.map((c) => (op.set as Record<string, unknown>)[c]);
-          let stmt = this.finishStatements.get(sql);
-          if (!stmt) this.finishStatements.set(sql, (stmt = this.raw.prepare(sql)));
+          const stmt = this.finishStatements.get(sql) ?? this.raw.prepare(sql);
+          this.finishStatements.set(sql, stmt);
           return stmt.run(...values, op.id, op.token).changes === 1;
         }),
       )(),
