@@ -197,8 +197,13 @@ export class Store {
     items: IngestItem[],
     notify: boolean,
   ): Promise<IngestResult[]> {
-    const out: IngestResult[] = [];
-    for (const item of items) out.push(await this.ingestOne(trx, item));
+    // Rows are locked in one global order (channel, customer, provider id), so concurrent batches — this
+    // process's group commits and other instances' — wait for each other instead of deadlocking (40P01).
+    const order = items
+      .map((item, i) => ({ item, i }))
+      .sort((x, y) => keyCompare(x.item, y.item) || x.i - y.i);
+    const out: IngestResult[] = new Array(items.length);
+    for (const { item, i } of order) out[i] = await this.ingestOne(trx, item);
     if (notify && out.some((r) => r.status === "stored")) await this.notifyOutbox(trx);
     return out;
   }
@@ -818,6 +823,16 @@ export class Store {
     const r = await q.executeTakeFirst();
     return Number(r.numUpdatedRows);
   }
+}
+
+function keyCompare(a: IngestItem, b: IngestItem): number {
+  const cmp = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  return (
+    cmp(a.channelId, b.channelId) ||
+    cmp(a.customer, b.customer) ||
+    cmp(a.provider, b.provider) ||
+    cmp(a.providerMessageId, b.providerMessageId)
+  );
 }
 
 export { sql };
