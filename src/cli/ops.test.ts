@@ -16,7 +16,7 @@ import { loadConfig, validateConfig } from "../bridge/config.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/store.js";
 import { type ScratchDb, scratchPostgres } from "../store/test-support/databases.js";
-import { formatAge, maskSecret, parseSince } from "./commands/ops.js";
+import { formatAge, maskSecret, parseSince, showDatabase } from "./commands/ops.js";
 import { breakersFromMetrics } from "./commands/status.js";
 
 const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
@@ -220,6 +220,18 @@ describe("operations commands", { concurrency: true }, () => {
       assert.equal(maskSecret("short-secr"), "••••");
     });
 
+    test("showDatabase hides passwords wherever the URL carries them", () => {
+      const table: Array<[string, string]> = [
+        ["postgres://smsbridge:s3cret@db:5432/smsbridge", "postgres://smsbridge:***@db:5432/smsbridge"],
+        [
+          "postgres://db/smsbridge?user=u&password=s3cret&ssl=true",
+          "postgres://db/smsbridge?user=u&password=***&ssl=true",
+        ],
+        ["sqlite:./data/smsbridge.db", "sqlite:./data/smsbridge.db"],
+      ];
+      for (const [url, want] of table) assert.equal(showDatabase(url), want);
+    });
+
     test("breakersFromMetrics reads smsbridge_breaker_open per channel", () => {
       const text = [
         "# HELP smsbridge_breaker_open 1 while a channel's circuit breaker is open or half-open.",
@@ -262,7 +274,7 @@ describe("operations commands", { concurrency: true }, () => {
       assert.equal(r.code, 0, r.stderr);
       const lines = r.stdout.split("\n");
       assert.match(lines[0]!, /^CHANNEL +PENDING +OLDEST +DEAD +FAILED SENDS \(since 24h\) +BREAKER$/);
-      assert.match(lines[1]!, /^support +2 +2h0[01]m +1 +1 +unknown$/);
+      assert.match(lines[1]!, /^support +2 +2h0\dm +1 +1 +unknown$/);
       assert.match(lines[2]!, /^sales +0 +- +1 +0 +unknown$/);
       assert.ok(
         r.stdout.includes(`breaker: unknown (bridge not reachable at ${NOBODY}: ECONNREFUSED)`),

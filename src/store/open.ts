@@ -11,15 +11,17 @@ export function openStore(url: string, opts: StoreOptions = {}): Store {
   if (url.startsWith("sqlite:")) {
     const file = url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
     const { db, raw } = openSqlite(file || ":memory:");
+    const hot = new SqliteHotPath(raw);
     return new Store(
       db,
       "sqlite",
       async () => {
+        await hot.close();
         await db.destroy();
         if (raw.open) raw.close();
       },
       opts,
-      new SqliteHotPath(raw),
+      hot,
     );
   }
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {

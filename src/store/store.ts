@@ -130,7 +130,13 @@ export class Store {
     this.ingestQueue = new GroupCommit(
       (items) =>
         hot
-          ? this.lock.run(async () => hot.ingest(items))
+          ? this.lock
+              .run(async () => hot.ingest(items))
+              .then(async (r) => {
+                // Outside the lock: other transactions proceed while the disk syncs.
+                await hot.syncWal();
+                return r;
+              })
           : this.tx((trx) => this.ingestBatch(trx, items, true)),
       {
         concurrency: opts.commitConcurrency ?? (dialect === "sqlite" ? 1 : 4),

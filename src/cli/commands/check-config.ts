@@ -1,9 +1,8 @@
 import type { Command } from "commander";
-import { redactUrl } from "../../bridge/app.js";
 import { channelUrls } from "../../bridge/channels.js";
 import { ConfigError, type LoadedConfig, loadConfig } from "../../bridge/config.js";
 import { action, EXIT } from "../io.js";
-import { configOption, maskSecret, printJson } from "./ops.js";
+import { configOption, maskSecret, printJson, showDatabase } from "./ops.js";
 
 const EX_CONFIG = 78;
 
@@ -75,7 +74,7 @@ export function summarise(file: string, loaded: LoadedConfig) {
       trustProxy: server.trustProxy,
       bodyLimit: server.bodyLimit,
     },
-    database: redactUrl(config.database),
+    database: showDatabase(config.database),
     adminApi: config.adminToken
       ? { enabled: true, token: maskSecret(config.adminToken) }
       : { enabled: false },

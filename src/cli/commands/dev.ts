@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { startDev } from "../../bridge/dev.js";
 import { stopOnSignals } from "../signals.js";
 
 export function register(program: Command): void {
@@ -15,6 +14,7 @@ export function register(program: Command): void {
     .option("--log-level <level>", "bridge log level", "warn")
     .action(
       async (opts: { port: number; sandboxPort: number; host: string; db?: string; logLevel: string }) => {
+        const { startDev } = await import("../../bridge/dev.js");
         const dev = await startDev({
           port: opts.port,
           sandboxPort: opts.sandboxPort,

@@ -1,7 +1,6 @@
 import type { Command } from "commander";
-import { redactUrl } from "../../bridge/app.js";
 import { action, CliError, EXIT } from "../io.js";
-import { configOption, EXIT_FAILED, loadOpsConfig, withStore } from "./ops.js";
+import { configOption, EXIT_FAILED, loadOpsConfig, showDatabase, withStore } from "./ops.js";
 
 export function register(program: Command): void {
   configOption(
@@ -14,7 +13,7 @@ export function register(program: Command): void {
   ).action(
     action(async (opts: { config: string }) => {
       const config = loadOpsConfig(opts.config);
-      const db = redactUrl(config.database);
+      const db = showDatabase(config.database);
       const applied = await withStore(config.database, "migrate", async (store) => {
         try {
           return await store.migrate();

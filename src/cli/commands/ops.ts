@@ -83,6 +83,11 @@ function withPlaceholders(
   return value;
 }
 
+/** A database URL fit for a screen: the password hidden, in the user part or in the query string. */
+export function showDatabase(url: string): string {
+  return redactUrl(url).replace(/([?&]password=)[^&]*/gi, "$1***");
+}
+
 /** The file of a `sqlite:` URL, the way openStore reads it; undefined for PostgreSQL. */
 export function sqliteFile(url: string): string | undefined {
   if (!url.startsWith("sqlite:")) return undefined;
@@ -98,7 +103,7 @@ export async function withStore<T>(
   mode: "migrate" | "inspect",
   fn: (store: Store) => Promise<T>,
 ): Promise<T> {
-  const shown = redactUrl(database);
+  const shown = showDatabase(database);
   const file = sqliteFile(database);
   if (mode === "inspect" && file !== undefined) {
     if (file === ":memory:")

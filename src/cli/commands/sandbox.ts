@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { ConfigError, startSandbox } from "../../sandbox/server.js";
 import { stopOnSignals } from "../signals.js";
 
 function int(name: string) {
@@ -53,6 +52,8 @@ Docs: docs/sandbox.md`,
         ...(flags.webhookUrl ? { webhookUrl: flags.webhookUrl } : {}),
         ...(flags.secret ? { secret: flags.secret } : {}),
       };
+      // Imported here so other commands do not load the sandbox.
+      const { ConfigError, startSandbox } = await import("../../sandbox/server.js");
       const sandbox = await startSandbox({
         port: flags.port,
         host: flags.host,

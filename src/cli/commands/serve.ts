@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { startBridge } from "../../bridge/app.js";
 import { ConfigError, loadConfig } from "../../bridge/config.js";
 import { stopOnSignals } from "../signals.js";
 
@@ -18,6 +17,8 @@ export function register(program: Command): void {
     )
     .option("-p, --port <port>", "listen on this port instead of server.port", (v) => Number.parseInt(v, 10))
     .action(async (opts: { config: string; port?: number }) => {
+      // Imported here, not at the top: every CLI start would otherwise load the whole bridge.
+      const { startBridge } = await import("../../bridge/app.js");
       const loaded = loadOrExit(opts.config);
       const bridge = await startBridge({
         loaded,

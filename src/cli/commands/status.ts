@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { redactUrl } from "../../bridge/app.js";
 import type { BridgeConfig } from "../../bridge/config.js";
 import { maskPhone } from "../../core/phone.js";
 import { action, EXIT } from "../io.js";
@@ -10,6 +9,7 @@ import {
   isoTime,
   loadOpsConfig,
   printJson,
+  showDatabase,
   sinceOrUsage,
   table,
   withStore,
@@ -129,7 +129,7 @@ export function register(program: Command): void {
         }));
         if (opts.json) {
           printJson({
-            database: redactUrl(config.database),
+            database: showDatabase(config.database),
             bridge: {
               url: bridge.url,
               reachable: bridge.reachable,

@@ -1,3 +1,4 @@
+import { type FileHandle, open } from "node:fs/promises";
 import type Database from "better-sqlite3";
 import { keywordAction } from "../../core/optout.js";
 import { threadFor } from "../../core/threading.js";
@@ -9,9 +10,12 @@ import type { ClaimedRow, FinishOp, IngestItem, IngestResult } from "../store.js
  * costs several times what these statements do, and these paths bound the bridge's throughput. The same
  * rules run on PostgreSQL through Kysely (store.ts); the store suite runs both and must see the same results.
  *
- * Durability: ingest commits with synchronous=FULL (a provider is acknowledged after it). Claims and delivery
- * outcomes commit with NORMAL: after a power cut they may be lost, which means a message is delivered again
- * with the same id (at-least-once), never that one is lost. A later FULL commit syncs them too.
+ * Durability: an ingest batch is acknowledged only after its commit is on disk. The commit itself runs with
+ * synchronous=NORMAL and the WAL is then fdatasync'ed from libuv's thread pool (`syncWal`): the same bytes
+ * reach the disk as with synchronous=FULL (which syncs the WAL at commit), but the event loop keeps taking
+ * webhooks during the sync instead of blocking in it — those form the next batch. Claims and delivery
+ * outcomes are not synced at all: after a power cut they may be lost, which means a message is delivered
+ * again with the same id (at-least-once), never that one is lost; the next WAL sync covers them too.
  */
 export class SqliteHotPath {
   private prepared: ReturnType<SqliteHotPath["prepare"]> | undefined;
@@ -59,8 +63,33 @@ export class SqliteHotPath {
     };
   }
 
+  /** Commits the batch (not yet synced: call `syncWal` before acknowledging it). */
   ingest(items: IngestItem[]): IngestResult[] {
-    return this.raw.transaction(() => items.map((item) => this.ingestOne(item)))();
+    return this.relaxed(() => this.raw.transaction(() => items.map((item) => this.ingestOne(item)))());
+  }
+
+  private wal: Promise<FileHandle | undefined> | undefined;
+
+  /** Makes every commit so far durable: fdatasync of the WAL file, off the event loop. */
+  async syncWal(): Promise<void> {
+    if (this.raw.memory) return;
+    this.wal ??= open(`${this.raw.name}-wal`, "r").catch((e: NodeJS.ErrnoException) => {
+      this.wal = undefined;
+      if (e.code === "ENOENT") return undefined;
+      throw e;
+    });
+    const fh = await this.wal;
+    if (!fh) {
+      // No WAL file yet means no commit reached it; fall back to the database file itself.
+      this.raw.pragma("wal_checkpoint(FULL)");
+      return;
+    }
+    await fh.datasync();
+  }
+
+  async close(): Promise<void> {
+    const fh = await this.wal?.catch(() => undefined);
+    await fh?.close();
   }
 
   private ingestOne(item: IngestItem): IngestResult {
