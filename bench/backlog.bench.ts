@@ -248,7 +248,8 @@ async function drain(dir: string, file: string, n: number): Promise<BenchResult[
     await sink.close();
   }
   const drained = before - after;
-  if (drained <= 0) throw new Error(`drain: nothing was delivered in ${DRAIN_SECONDS} s (${after} still pending)`);
+  if (drained <= 0)
+    throw new Error(`drain: nothing was delivered in ${DRAIN_SECONDS} s (${after} still pending)`);
   const maxRss = Math.max(...samples.map((s) => s[1]));
   // The first seconds are start-up (module loading, JIT, first claims); "flat" is about the steady state.
   const steady = samples.filter((s) => s[0] >= Math.min(5, DRAIN_SECONDS / 4));
@@ -285,7 +286,8 @@ async function drain(dir: string, file: string, n: number): Promise<BenchResult[
 }
 
 export default async function run(): Promise<BenchResult[]> {
-  if (SIZES.length === 0) throw new Error("BENCH_BACKLOG_SIZES: give comma-separated row counts, e.g. 1000,100000");
+  if (SIZES.length === 0)
+    throw new Error("BENCH_BACKLOG_SIZES: give comma-separated row counts, e.g. 1000,100000");
   const results: BenchResult[] = [];
   let claimBase: { name: string; value: number } | undefined;
   let claimP99Base: { name: string; value: number } | undefined;

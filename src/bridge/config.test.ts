@@ -120,3 +120,11 @@ describe("config", () => {
     });
   }
 });
+
+test("a YAML section holding only comments counts as absent", async () => {
+  const { parse } = await import("yaml");
+  const raw = parse(
+    `database: "sqlite::memory:"\nforwarder:\n  # leaseMs: 60000\nchannels:\n  - id: a\n    numbers: ["+16501234567"]\n    reamaze: { secrets: [s] }\n    provider: { type: simulator }\n`,
+  );
+  assert.equal(validateConfig(raw, {}).config.forwarder.leaseMs, 60_000);
+});

@@ -161,9 +161,22 @@ export interface LoadedConfig {
 }
 
 /** Validates an already-parsed config object (interpolating env first). */
+/** YAML reads a section holding only comments (`forwarder:` + comments) as null: treat it as absent. */
+function dropNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dropNulls);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([, v]) => v !== null)
+        .map(([k, v]) => [k, dropNulls(v)]),
+    );
+  }
+  return value;
+}
+
 export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const problems: string[] = [];
-  const interpolated = interpolateEnv(raw, env, problems);
+  const interpolated = interpolateEnv(dropNulls(raw), env, problems);
   const r = configSchema.safeParse(interpolated);
   if (!r.success) {
     for (const issue of r.error.issues) {

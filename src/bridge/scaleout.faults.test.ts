@@ -146,7 +146,7 @@ test(
           assert.ok(b.alive(), `a surviving bridge died:\n${b.logTail()}`);
         // And nothing is left behind in the shared outbox.
         const metrics = await (await fetch(`${bridges[0]!.url}/metrics`)).text();
-        assert.match(metrics, /smsbridge_outbox_depth\{channel="support"\} 0\b/);
+        assert.match(metrics, /smsbridge_outbox_pending\{channel="support"\} 0\b/);
       } finally {
         await Promise.all(bridges.map((b) => b.kill9()));
         await recorder.close();

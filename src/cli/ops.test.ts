@@ -255,7 +255,10 @@ describe("operations commands", { concurrency: true }, () => {
       const config = writeConfig("migrate.yaml", `sqlite:${join(tmp, "sub", "migrate.db")}`);
       const first = await cli(["migrate", "-c", config]);
       assert.equal(first.code, 0, first.stderr);
-      assert.match(first.stdout, /applied 1 migration\n {2}0001_initial\n/);
+      assert.match(
+        first.stdout,
+        /applied 2 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n/,
+      );
       const second = await cli(["migrate", "--config", config]);
       assert.equal(second.code, 0, second.stderr);
       assert.match(second.stdout, /: up to date\n$/);
@@ -671,7 +674,7 @@ describe("operations commands", { concurrency: true }, () => {
       const config = writeConfig("pg.yaml", scratch.url);
       const m = await cli(["migrate", "-c", config]);
       assert.equal(m.code, 0, m.stderr);
-      assert.match(m.stdout, /applied 1 migration\n {2}0001_initial\n/);
+      assert.match(m.stdout, /applied 2 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n/);
       const store = openStore(scratch.url);
       let seeded: Seeded;
       try {

@@ -101,8 +101,18 @@ function isPostgres(db: Db): boolean {
   return db.getExecutor().adapter.constructor.name.startsWith("Postgres");
 }
 
+// `smsbridge status` lists replies the provider reported failed; without this it scans every message.
+const deliveryFailures: Migration = {
+  async up(db: Db) {
+    await sql`CREATE INDEX messages_delivery_failed ON messages (channel_id, delivery_updated_at) WHERE delivery_state IN ('failed', 'undelivered')`.execute(
+      db,
+    );
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
+  "0002_delivery_failures_index": deliveryFailures,
 };
 
 export const migrationProvider: MigrationProvider = {

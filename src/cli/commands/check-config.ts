@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { channelUrls } from "../../bridge/channels.js";
-import { ConfigError, type LoadedConfig, loadConfig } from "../../bridge/config.js";
+import type { channelUrls as ChannelUrls } from "../../bridge/channels.js";
+import type { LoadedConfig } from "../../bridge/config.js";
 import { action, EXIT } from "../io.js";
 import { configOption, maskSecret, printJson, showDatabase } from "./ops.js";
 
@@ -21,7 +21,7 @@ interface ChannelSummary {
 }
 
 /** What the config means, with every secret masked: safe to paste into a ticket. */
-export function summarise(file: string, loaded: LoadedConfig) {
+export function summarise(file: string, loaded: LoadedConfig, channelUrls: typeof ChannelUrls) {
   const { config } = loaded;
   const { server } = config;
   const loopHost = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
@@ -139,6 +139,9 @@ export function register(program: Command): void {
     .option("--json", "print the summary (or the problems) as JSON")
     .action(
       action(async (opts: { config: string; json?: boolean }) => {
+        // Loaded on use: the CLI starts without the bridge's modules for commands that do not need them.
+        const { ConfigError, loadConfig } = await import("../../bridge/config.js");
+        const { channelUrls } = await import("../../bridge/channels.js");
         let loaded: LoadedConfig;
         try {
           loaded = loadConfig(opts.config);
@@ -148,7 +151,7 @@ export function register(program: Command): void {
           process.stderr.write(`smsbridge: ${opts.config}: ${e.message}\n`);
           return EX_CONFIG;
         }
-        const summary = summarise(opts.config, loaded);
+        const summary = summarise(opts.config, loaded, channelUrls);
         if (opts.json) printJson(summary);
         else process.stdout.write(render(summary));
         return EXIT.ok;

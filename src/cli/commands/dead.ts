@@ -47,7 +47,7 @@ export function register(program: Command): void {
         const limit = Number(opts.limit);
         if (!Number.isInteger(limit) || limit < 1)
           throw new CliError(`--limit "${opts.limit}": give a positive number`);
-        const config = loadOpsConfig(opts.config);
+        const config = await loadOpsConfig(opts.config);
         const rows = await withStore(config.database, "inspect", (store) =>
           store.listDead({ ...(opts.channel ? { channelId: opts.channel } : {}), limit }),
         );
@@ -96,7 +96,7 @@ export function register(program: Command): void {
     .action(
       action(async (idArg: string, opts: { config: string; json?: boolean }) => {
         const id = parseId(idArg);
-        const config = loadOpsConfig(opts.config);
+        const config = await loadOpsConfig(opts.config);
         const found = await withStore(config.database, "inspect", async (store) => {
           const row = await store.outboxRow(id);
           return row && { row, message: await store.message(row.message_id) };
@@ -195,7 +195,7 @@ export function register(program: Command): void {
           const id = idArg === undefined ? undefined : parseId(idArg);
           const now = Date.now();
           const since = opts.since === undefined ? undefined : sinceOrUsage(opts.since, now);
-          const config = loadOpsConfig(opts.config);
+          const config = await loadOpsConfig(opts.config);
           const count = await withStore(config.database, "inspect", async (store) => {
             if (id !== undefined) {
               const row = await store.outboxRow(id);

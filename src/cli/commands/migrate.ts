@@ -12,7 +12,7 @@ export function register(program: Command): void {
       ),
   ).action(
     action(async (opts: { config: string }) => {
-      const config = loadOpsConfig(opts.config);
+      const config = await loadOpsConfig(opts.config);
       const db = showDatabase(config.database);
       const applied = await withStore(config.database, "migrate", async (store) => {
         try {

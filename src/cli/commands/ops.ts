@@ -1,18 +1,9 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { redactUrl } from "../../bridge/app.js";
-import {
-  type BridgeConfig,
-  ConfigError,
-  configSchema,
-  interpolateEnv,
-  readConfigFile,
-} from "../../bridge/config.js";
-import { openStore } from "../../store/open.js";
+import type { BridgeConfig } from "../../bridge/config.js";
 import type { Store } from "../../store/store.js";
 import { CliError } from "../io.js";
-import { loadOrExit } from "./serve.js";
 
 /**
  * What the operations commands (migrate, status, dead, check-config) share: the `--config` option, opening
@@ -23,6 +14,8 @@ export const DEFAULT_CONFIG = "smsbridge.yaml";
 
 /** Exit code for a failed operation (unknown id, nothing selected, database trouble). */
 export const EXIT_FAILED = 1;
+
+const CONNECT_TIMEOUT_MS = 15_000;
 
 export function configOption(cmd: Command): Command {
   return cmd.option(
@@ -40,7 +33,15 @@ const UNSET = "smsbridge-unset-environment-variable";
  * `smsbridge status` should not have to hold the Twilio token. A variable the database URL uses is still
  * required; any other problem is reported exactly as `serve` reports it (exit 78).
  */
-export function loadOpsConfig(file: string, env: NodeJS.ProcessEnv = process.env): BridgeConfig {
+export async function loadOpsConfig(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<BridgeConfig> {
+  // Loaded on use: the CLI starts without the bridge's modules for commands that do not need them.
+  const { ConfigError, configSchema, interpolateEnv, readConfigFile } = await import(
+    "../../bridge/config.js"
+  );
+  const { loadOrExit } = await import("./serve.js");
   let raw: unknown;
   try {
     raw = readConfigFile(file);
@@ -85,7 +86,7 @@ function withPlaceholders(
 
 /** A database URL fit for a screen: the password hidden, in the user part or in the query string. */
 export function showDatabase(url: string): string {
-  return redactUrl(url).replace(/([?&]password=)[^&]*/gi, "$1***");
+  return url.replace(/(\/\/[^:/@]+:)[^@]*@/, "$1***@").replace(/([?&]password=)[^&]*/gi, "$1***");
 }
 
 /** The file of a `sqlite:` URL, the way openStore reads it; undefined for PostgreSQL. */
@@ -117,6 +118,7 @@ export async function withStore<T>(
         EXIT_FAILED,
       );
   }
+  const { openStore } = await import("../../store/open.js");
   let store: Store;
   try {
     store = openStore(database);
@@ -124,14 +126,19 @@ export async function withStore<T>(
     throw new CliError(`database ${shown}: ${(e as Error).message}`, EXIT_FAILED);
   }
   try {
-    if (mode === "inspect") {
-      const ready = await store.ready();
-      if (!ready.ok) {
-        const hint = ready.reason.startsWith("migrations")
-          ? "run `smsbridge migrate` (or start the bridge, which migrates at start)"
-          : "check the database URL in the config and that the server is running";
-        throw new CliError(`database ${shown}: ${ready.reason}; ${hint}`, EXIT_FAILED);
-      }
+    // A database host that drops packets would otherwise hold the command for the OS connect timeout (minutes).
+    const timer = setTimeout(() => {
+      process.stderr.write(
+        `smsbridge: database ${shown}: no answer within ${CONNECT_TIMEOUT_MS / 1000} s; check the URL and that the server is reachable from here\n`,
+      );
+      process.exit(EXIT_FAILED);
+    }, CONNECT_TIMEOUT_MS);
+    const ready = await store.ready().finally(() => clearTimeout(timer));
+    if (!ready.ok && (mode === "inspect" || !ready.reason.startsWith("migrations"))) {
+      const hint = ready.reason.startsWith("migrations")
+        ? "run `smsbridge migrate` (or start the bridge, which migrates at start)"
+        : "check the database URL in the config and that the server is running";
+      throw new CliError(`database ${shown}: ${ready.reason}; ${hint}`, EXIT_FAILED);
     }
     return await fn(store);
   } finally {

@@ -1,6 +1,5 @@
 import type { Command } from "commander";
 import type { BridgeConfig } from "../../bridge/config.js";
-import { maskPhone } from "../../core/phone.js";
 import { action, EXIT } from "../io.js";
 import {
   clip,
@@ -82,7 +81,7 @@ export function register(program: Command): void {
     .option("--json", "print JSON")
     .action(
       action(async (opts: { config: string; url?: string; since: string; json?: boolean }) => {
-        const config = loadOpsConfig(opts.config);
+        const config = await loadOpsConfig(opts.config);
         const now = Date.now();
         const since = sinceOrUsage(opts.since, now);
         const probe = probeBridge(opts.url ?? defaultBridgeUrl(config.server));
@@ -114,6 +113,7 @@ export function register(program: Command): void {
             breaker: (bridge.breakers.get(id) ?? "unknown") as Breaker,
           };
         });
+        const { maskPhone } = await import("../../core/phone.js");
         const phone = (p: string) => (config.log.maskPhones ? maskPhone(p) : p);
         const failures = data.failures.map((f) => ({
           messageId: f.messageId,

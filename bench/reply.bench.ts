@@ -1,0 +1,377 @@
+// Staff-reply path: what the bridge adds to the provider's own latency, at 1,000 replies/s.
+// A stand-in provider (node:http in its own process, answering like Twilio's Messages.json: 201 {sid, status:
+// "queued", …}) is driven twice at the same fixed rate with the same kind of request: once directly (the
+// provider's own latency as this client sees it) and once through a real bridge process (signed staff-reply
+// webhook → verify → idempotency record → opt-out check → Twilio send → record → answer). Added latency =
+// bridge − direct, per percentile. Target: added p99 ≤ 5 ms.
+//
+// Environment: BENCH_REPLY_RATE (default 1000/s), BENCH_REPLY_SECONDS (5), BENCH_PROVIDER_DELAY_MS (0).
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { Pool } from "undici";
+import { sign } from "../src/protocol/signature.js";
+import { type BenchResult, load, startChild, withBaseline } from "./lib.js";
+
+const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
+const TOKEN = "bench-twilio-auth-token";
+const SECRET = "bench-reamaze-secret";
+const PHONE = "+16501234567";
+const RATE = Number(process.env.BENCH_REPLY_RATE ?? 1000);
+const SECONDS = Number(process.env.BENCH_REPLY_SECONDS ?? 5);
+const PROVIDER_DELAY_MS = Number(process.env.BENCH_PROVIDER_DELAY_MS ?? 0);
+const TARGET_P99_MS = 5;
+/** A rate far below capacity: the path's own cost, without queueing. */
+const LOW_RATE = 100;
+const CONNECTIONS = 64;
+
+// Twilio's create-message answer (https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource),
+// echoing To/From/Body, with a fresh sid each time. The delay stands for the provider's own processing time.
+const STAND_IN = `
+const http = require("node:http");
+const delay = Number(process.env.DELAY_MS || 0);
+let n = 0;
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => {
+    const form = new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+    const sid = "SM" + (n++).toString(16).padStart(32, "0");
+    const now = new Date().toUTCString().replace("GMT", "+0000");
+    const account = (/Accounts\\/(AC[0-9a-f]{32})/.exec(req.url) || [])[1] || "";
+    const body = JSON.stringify({
+      account_sid: account, api_version: "2010-04-01", body: form.get("Body"), date_created: now, date_sent: null,
+      date_updated: now, direction: "outbound-api", error_code: null, error_message: null, from: form.get("From"),
+      messaging_service_sid: null, num_media: "0", num_segments: "1", price: null, price_unit: "USD", sid,
+      status: "queued", subresource_uris: { media: "/2010-04-01/Accounts/" + account + "/Messages/" + sid + "/Media.json" },
+      to: form.get("To"), uri: "/2010-04-01/Accounts/" + account + "/Messages/" + sid + ".json",
+    });
+    const answer = () => { res.writeHead(201, { "content-type": "application/json" }); res.end(body); };
+    if (delay > 0) setTimeout(answer, delay); else answer();
+  });
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, "127.0.0.1", () => console.log("listening http://127.0.0.1:" + server.address().port));
+`;
+
+interface Req {
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+let seq = 0;
+/** A signed staff reply, each with a different body so idempotency never short-circuits it. */
+function staffReply(): Req {
+  const i = seq++;
+  const customer = `+1510555${String(i % 10_000).padStart(4, "0")}`;
+  const bytes = Buffer.from(
+    JSON.stringify({
+      to: { name: `Customer ${i % 10_000}`, phone: customer },
+      from: { name: "Support", phone: PHONE },
+      body: `Thanks for your message, we are on it (reply ${i} at ${Date.now()})`,
+      conversation: { slug: `thread-slug-${i % 10_000}` },
+      attachments: [],
+      created_at: new Date().toISOString(),
+      thread_id: `bench:${customer}`,
+    }),
+  );
+  return {
+    path: "/channels/bench/reamaze",
+    headers: { "content-type": "application/json", "x-reamaze-hmac-sha256": sign(bytes, SECRET) },
+    body: bytes.toString("utf8"),
+  };
+}
+
+/** The same message as the provider receives it from the bridge: a form post to Messages.json with Basic auth. */
+function directSend(): Req {
+  const i = seq++;
+  const form = new URLSearchParams({
+    To: `+1510555${String(i % 10_000).padStart(4, "0")}`,
+    From: PHONE,
+    Body: `Thanks for your message, we are on it (reply ${i} at ${Date.now()})`,
+    StatusCallback: "https://sms.example.test/channels/bench/status",
+  });
+  return {
+    path: `/2010-04-01/Accounts/${ACCOUNT}/Messages.json`,
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      accept: "application/json",
+      authorization: `Basic ${Buffer.from(`${ACCOUNT}:${TOKEN}`).toString("base64")}`,
+    },
+    body: form.toString(),
+  };
+}
+
+interface Paced {
+  lat: number[];
+  bad: number;
+  sent: number;
+  rate: number;
+  firstBad?: string;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+/**
+ * Open-loop load at a steady rate: requests are started on a 1 ms clock, as many as are due by now, whether or
+ * not earlier ones have been answered (no coordinated omission). Latency runs from the moment a request is
+ * handed to the client until its whole answer has been read; the request is built and signed before that.
+ */
+async function paced(
+  origin: string,
+  build: () => Req,
+  rate: number,
+  seconds: number,
+  expect: number,
+): Promise<Paced> {
+  const pool = new Pool(origin, { connections: CONNECTIONS, keepAliveTimeout: 30_000 });
+  const lat: number[] = [];
+  const inflight = new Set<Promise<void>>();
+  let bad = 0;
+  let firstBad: string | undefined;
+  const total = Math.round(rate * seconds);
+  let sent = 0;
+  const start = performance.now();
+  try {
+    while (sent < total) {
+      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1);
+      while (sent < due) {
+        const r = build();
+        const t = performance.now();
+        const p = pool
+          .request({ method: "POST", path: r.path, headers: r.headers, body: r.body })
+          .then(async (res) => {
+            const text = await res.body.text();
+            lat.push(performance.now() - t);
+            if (res.statusCode !== expect) {
+              bad++;
+              firstBad ??= `${res.statusCode} ${text.slice(0, 300)}`;
+            }
+          })
+          .catch((err: Error) => {
+            bad++;
+            firstBad ??= `${err.name}: ${err.message}`;
+          })
+          .finally(() => inflight.delete(p));
+        inflight.add(p);
+        sent++;
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(inflight);
+  } finally {
+    await pool.close();
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  lat.sort((a, b) => a - b);
+  return { lat, bad, sent, rate: sent / elapsed, ...(firstBad ? { firstBad } : {}) };
+}
+
+interface AutocannonTracker extends PromiseLike<{ errors: number; timeouts: number; non2xx: number }> {
+  on(event: "response", fn: (client: unknown, status: number, bytes: number, ms: number) => void): void;
+}
+type Autocannon = (opts: Record<string, unknown>) => AutocannonTracker;
+const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
+
+/**
+ * The same rate through autocannon's `overallRate`, for comparison. Its limiter is per connection and per
+ * second: each connection sends its share back to back, then waits for the next second, so the load arrives
+ * as one burst per second rather than one request per millisecond.
+ */
+async function bursty(origin: string, build: () => Req, rate: number, seconds: number): Promise<number[]> {
+  const lat: number[] = [];
+  const tracker = autocannon({
+    url: origin,
+    connections: CONNECTIONS,
+    overallRate: rate,
+    duration: seconds,
+    requests: [
+      {
+        setupRequest: (req: Record<string, unknown>) => {
+          const r = build();
+          return { ...req, method: "POST", path: r.path, headers: r.headers, body: r.body };
+        },
+      },
+    ],
+  });
+  // autocannon's own histogram has 1 ms resolution; its per-response event has the exact time.
+  tracker.on("response", (_c, _status, _bytes, ms) => lat.push(ms));
+  const r = await tracker;
+  if (r.errors || r.timeouts || r.non2xx)
+    throw new Error(`autocannon: ${r.errors + r.timeouts} errors, ${r.non2xx} non-2xx`);
+  return lat.sort((a, b) => a - b);
+}
+
+/** Latency of one synchronous=FULL SQLite commit on the disk the bridge's database lives on. */
+function commitLatency(dir: string): { p50: number; p99: number } {
+  const raw = new Database(join(dir, "fsync.db"));
+  try {
+    raw.pragma("journal_mode = WAL");
+    raw.pragma("synchronous = FULL");
+    raw.exec("CREATE TABLE t (v TEXT)");
+    const insert = raw.prepare("INSERT INTO t (v) VALUES (?)");
+    const ms: number[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const t = performance.now();
+      insert.run(`row ${i}`);
+      ms.push(performance.now() - t);
+    }
+    ms.sort((a, b) => a - b);
+    return { p50: percentile(ms, 50), p99: percentile(ms, 99) };
+  } finally {
+    raw.close();
+  }
+}
+
+const f2 = (n: number) => n.toFixed(2);
+
+export default async function run(): Promise<BenchResult[]> {
+  const dir = mkdtempSync(join(tmpdir(), "smsbridge-reply-"));
+  const provider = await startChild(
+    [process.execPath, "-e", STAND_IN],
+    { DELAY_MS: String(PROVIDER_DELAY_MS) },
+    /listening (http:\/\/\S+)/,
+  );
+  try {
+    const configFile = join(dir, "bridge.json");
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        server: { port: 0, host: "127.0.0.1", publicUrl: "https://sms.example.test" },
+        database: `sqlite:${join(dir, "bridge.db")}`,
+        log: { level: "info" },
+        channels: [
+          {
+            id: "bench",
+            numbers: [PHONE],
+            // The reply path never calls the helpdesk; the stand-in would answer if it did.
+            reamaze: { incomingUrl: `${provider.url}/incoming/sms`, secrets: [SECRET] },
+            provider: { type: "twilio", accountSid: ACCOUNT, authToken: TOKEN, apiBaseUrl: provider.url },
+          },
+        ],
+      }),
+    );
+    const bridge = await startChild(
+      [process.execPath, "--import", "tsx", "src/cli/main.ts", "serve", "--config", configFile],
+      {},
+      /smsbridge listening[^\n]*"url":"(http:\/\/[^"]+)"|"url":"(http:\/\/[^"]+)"[^\n]*smsbridge listening/,
+    );
+    let direct: Paced;
+    let via: Paced;
+    let directLow: Paced;
+    let viaLow: Paced;
+    let capacity: Awaited<ReturnType<typeof load>>;
+    let directBurst: number[];
+    let viaBurst: number[];
+    try {
+      // Warm-up both paths (JIT, connection pools, SQLite page cache), then measure.
+      await paced(provider.url, directSend, LOW_RATE, 1, 201);
+      await paced(bridge.url, staffReply, LOW_RATE, 1, 201);
+      directLow = await paced(provider.url, directSend, LOW_RATE, 3, 201);
+      viaLow = await paced(bridge.url, staffReply, LOW_RATE, 3, 201);
+      // Closed loop, as fast as answers come: the most replies per second the bridge completes here.
+      capacity = await load({
+        url: bridge.url,
+        connections: 32,
+        durationSec: 3,
+        requests: () => ({ method: "POST", ...staffReply() }),
+      });
+      direct = await paced(provider.url, directSend, RATE, SECONDS, 201);
+      via = await paced(bridge.url, staffReply, RATE, SECONDS, 201);
+      directBurst = await bursty(provider.url, directSend, RATE, SECONDS);
+      viaBurst = await bursty(bridge.url, staffReply, RATE, SECONDS);
+    } finally {
+      await bridge.close();
+    }
+    if (direct.bad)
+      throw new Error(`direct to the stand-in: ${direct.bad} failed, first: ${direct.firstBad}`);
+    if (via.bad) throw new Error(`through the bridge: ${via.bad} failed, first: ${via.firstBad}`);
+    if (directLow.bad || viaLow.bad) throw new Error(`low rate: ${directLow.firstBad ?? viaLow.firstBad}`);
+    if (capacity.errors || capacity.non2xx)
+      throw new Error(`capacity: ${capacity.errors} errors, ${capacity.non2xx} non-2xx answers`);
+    const commit = commitLatency(dir);
+    const d50 = percentile(direct.lat, 50);
+    const d99 = percentile(direct.lat, 99);
+    const b50 = percentile(via.lat, 50);
+    const b99 = percentile(via.lat, 99);
+    const load = `${Math.round(via.rate)} replies/s for ${SECONDS} s (${via.sent} sent), provider delay ${PROVIDER_DELAY_MS} ms`;
+    const l50 = percentile(viaLow.lat, 50) - percentile(directLow.lat, 50);
+    const l99 = percentile(viaLow.lat, 99) - percentile(directLow.lat, 99);
+    const burstNote = (lat: number[]) =>
+      `p50 ${f2(percentile(lat, 50))} ms, p99 ${f2(percentile(lat, 99))} ms, ${lat.length} answers`;
+    return [
+      withBaseline(
+        { name: "staff reply through the bridge (p50)", value: b50, unit: "ms", note: load },
+        { name: "direct to stand-in p50", value: d50 },
+      ),
+      withBaseline(
+        {
+          name: "staff reply through the bridge (p99)",
+          value: b99,
+          unit: "ms",
+          note: `max ${f2(via.lat.at(-1) ?? Number.NaN)} ms`,
+        },
+        { name: "direct to stand-in p99", value: d99 },
+      ),
+      withBaseline(
+        { name: "added by the bridge (p50, bridge − direct)", value: b50 - d50, unit: "ms" },
+        { name: "target p99", value: TARGET_P99_MS },
+      ),
+      withBaseline(
+        {
+          name: "added by the bridge (p99, bridge − direct)",
+          value: b99 - d99,
+          unit: "ms",
+          note: "difference of percentiles",
+        },
+        { name: "target p99", value: TARGET_P99_MS },
+      ),
+      withBaseline(
+        {
+          name: `added by the bridge at ${LOW_RATE}/s (p99)`,
+          value: l99,
+          unit: "ms",
+          note: `p50 +${f2(l50)} ms; bridge p50 ${f2(percentile(viaLow.lat, 50))} / p99 ${f2(percentile(viaLow.lat, 99))} ms; direct p50 ${f2(percentile(directLow.lat, 50))} / p99 ${f2(percentile(directLow.lat, 99))} ms`,
+        },
+        { name: "target p99", value: TARGET_P99_MS },
+      ),
+      withBaseline(
+        {
+          name: "staff-reply capacity (closed loop, 32 conns)",
+          value: capacity.rps,
+          unit: "replies/s",
+          note: `p50 ${capacity.p50} ms, p99 ${capacity.p99} ms`,
+        },
+        { name: "target rate", value: RATE },
+      ),
+      withBaseline(
+        {
+          name: "SQLite synchronous=FULL commit on this disk (p99)",
+          value: commit.p99,
+          unit: "ms",
+          note: `p50 ${f2(commit.p50)} ms; a staff reply commits 3 times (claim, record, finish)`,
+        },
+        { name: "target p99", value: TARGET_P99_MS },
+      ),
+      withBaseline(
+        {
+          name: "autocannon overallRate (bursty): through the bridge (p99)",
+          value: percentile(viaBurst, 99),
+          unit: "ms",
+          note: `bridge ${burstNote(viaBurst)}; direct ${burstNote(directBurst)}`,
+        },
+        { name: "direct p99", value: percentile(directBurst, 99) },
+      ),
+    ];
+  } finally {
+    await provider.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
