@@ -135,7 +135,8 @@ export default async function run(): Promise<BenchResult[]> {
     const backlogDb = join(dir, "backlog.db");
     const store = openStore(`sqlite:${backlogDb}`);
     await store.migrate();
-    const t0 = Date.now();
+    // In the past: a standing backlog is due now (a row is due at its created_at).
+    const t0 = Date.now() - BACKLOG - 60_000;
     const items = Array.from({ length: BACKLOG }, (_, i) => {
       const body = Buffer.from(
         JSON.stringify({
@@ -202,7 +203,7 @@ export default async function run(): Promise<BenchResult[]> {
           name: `forwarding ${BACKLOG.toLocaleString("en-US")} backlog → bare sink (signed)`,
           value: drained,
           unit: "msg/s",
-          note: "includes process start",
+          note: "from process ready to empty outbox",
         },
         { name: "plain keep-alive client → same sink", value: client.rps },
       ),

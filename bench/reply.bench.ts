@@ -57,6 +57,10 @@ server.keepAliveTimeout = 60000;
 server.listen(0, "127.0.0.1", () => console.log("listening http://127.0.0.1:" + server.address().port));
 `;
 
+/** BENCH_CPU_PROF=<dir>: the bridge process writes a V8 CPU profile there when it stops (open it in DevTools). */
+const profileArgs = () =>
+  process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+
 interface Req {
   path: string;
   headers: Record<string, string>;
@@ -259,7 +263,16 @@ export default async function run(): Promise<BenchResult[]> {
       }),
     );
     const bridge = await startChild(
-      [process.execPath, "--import", "tsx", "src/cli/main.ts", "serve", "--config", configFile],
+      [
+        process.execPath,
+        ...profileArgs(),
+        "--import",
+        "tsx",
+        "src/cli/main.ts",
+        "serve",
+        "--config",
+        configFile,
+      ],
       {},
       /smsbridge listening[^\n]*"url":"(http:\/\/[^"]+)"|"url":"(http:\/\/[^"]+)"[^\n]*smsbridge listening/,
     );
@@ -301,14 +314,14 @@ export default async function run(): Promise<BenchResult[]> {
     const d99 = percentile(direct.lat, 99);
     const b50 = percentile(via.lat, 50);
     const b99 = percentile(via.lat, 99);
-    const load = `${Math.round(via.rate)} replies/s for ${SECONDS} s (${via.sent} sent), provider delay ${PROVIDER_DELAY_MS} ms`;
+    const offered = `${Math.round(via.rate)} replies/s for ${SECONDS} s (${via.sent} sent), provider delay ${PROVIDER_DELAY_MS} ms`;
     const l50 = percentile(viaLow.lat, 50) - percentile(directLow.lat, 50);
     const l99 = percentile(viaLow.lat, 99) - percentile(directLow.lat, 99);
     const burstNote = (lat: number[]) =>
       `p50 ${f2(percentile(lat, 50))} ms, p99 ${f2(percentile(lat, 99))} ms, ${lat.length} answers`;
     return [
       withBaseline(
-        { name: "staff reply through the bridge (p50)", value: b50, unit: "ms", note: load },
+        { name: "staff reply through the bridge (p50)", value: b50, unit: "ms", note: offered },
         { name: "direct to stand-in p50", value: d50 },
       ),
       withBaseline(

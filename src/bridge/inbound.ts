@@ -111,6 +111,7 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
       channelNumber: m.to,
       body: m.body,
       createdAt,
+      receivedAt: received,
       ...(m.meta ? { meta: m.meta } : {}),
       threading: ch.config.threading,
       payload: (threadId) =>

@@ -33,7 +33,12 @@ const DEFAULT_TIMEOUT_MS = 15_000;
 // One keep-alive pool per process: forwarding thousands of messages must not open a connection each.
 let sharedAgent: Agent | undefined;
 export function defaultDispatcher(): Agent {
-  sharedAgent ??= new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 300_000, connections: 128 });
+  sharedAgent ??= new Agent({
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 300_000,
+    connections: 128,
+    connect: { timeout: 10_000 },
+  });
   return sharedAgent;
 }
 
@@ -81,14 +86,14 @@ export async function postSigned(opts: PostSignedOptions): Promise<Outcome & Sen
   const signature = sign(bytes, opts.secret);
   const started = performance.now();
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const timeout = AbortSignal.timeout(timeoutMs);
-  const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+  // undici's own headers/body timeouts bound the wait; no per-request timer or AbortSignal is allocated
+  // (the forwarder sends thousands of these a second). The caller's signal, if any, is passed through.
   const sent = (o: Outcome) => ({ ...o, bytes, signature, durationMs: performance.now() - started });
   try {
     const res = await request(opts.url, {
       method: "POST",
       body: bytes,
-      signal,
+      ...(opts.signal ? { signal: opts.signal } : {}),
       dispatcher: opts.dispatcher ?? defaultDispatcher(),
       headers: {
         "content-type": "application/json",
@@ -103,10 +108,9 @@ export async function postSigned(opts: PostSignedOptions): Promise<Outcome & Sen
     return sent(classifyStatus(res.statusCode, body, res.headers["retry-after"]));
   } catch (err) {
     if (opts.signal?.aborted) return sent({ kind: "retry", reason: "aborted by caller" });
-    if (timeout.aborted) return sent({ kind: "retry", reason: `timed out after ${timeoutMs} ms` });
     const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
     const code = e.code ?? e.cause?.code;
-    if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+    if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT") {
       return sent({ kind: "retry", reason: `timed out after ${timeoutMs} ms` });
     }
     if (code === "ERR_INVALID_URL" || code === "UND_ERR_INVALID_ARG" || err instanceof TypeError) {

@@ -20,6 +20,11 @@ export interface IngestItem {
   channelNumber: string;
   body: string;
   createdAt: number;
+  /**
+   * When the bridge received it (default createdAt). The outbox's retry budget (maxAgeHours) counts from here:
+   * a provider's old `sent_at` (a carrier's late delivery, a replayed backlog) must not make it dead on arrival.
+   */
+  receivedAt?: number;
   meta?: Record<string, unknown>;
   threading: ThreadingConfig;
   /** Builds the exact helpdesk-bound bytes once the thread is known (inside the transaction). */
@@ -139,7 +144,10 @@ export class Store {
               })
           : this.tx((trx) => this.ingestBatch(trx, items, true)),
       {
-        concurrency: opts.commitConcurrency ?? (dialect === "sqlite" ? 1 : 4),
+        // Up to 4 batches in flight: while one waits for its WAL sync (milliseconds on a busy disk), the
+        // next commits and starts its own sync instead of queueing behind it. SQLite's commits still run
+        // one at a time under the store lock.
+        concurrency: opts.commitConcurrency ?? 4,
         maxBatch: opts.maxBatch ?? 256,
       },
     );
@@ -288,7 +296,13 @@ export class Store {
         item.createdAt,
       );
     }
-    await this.insertOutbox(trx, inserted.id, item.channelId, item.payload(threadId), item.createdAt);
+    await this.insertOutbox(
+      trx,
+      inserted.id,
+      item.channelId,
+      item.payload(threadId),
+      item.receivedAt ?? item.createdAt,
+    );
     return {
       status: "stored",
       messageId: inserted.id,

@@ -129,7 +129,8 @@ export class SqliteHotPath {
         item.createdAt,
       );
     }
-    s.insertOutbox.run(inserted.id, item.channelId, item.payload(threadId), item.createdAt, item.createdAt);
+    const queuedAt = item.receivedAt ?? item.createdAt;
+    s.insertOutbox.run(inserted.id, item.channelId, item.payload(threadId), queuedAt, queuedAt);
     return {
       status: "stored",
       messageId: inserted.id,
