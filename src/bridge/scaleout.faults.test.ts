@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
 import { hostname } from "node:os";
 import { test } from "node:test";
+import { sign } from "../protocol/signature.js";
 import { scratchPostgres } from "../store/test-support/databases.js";
 import {
   BridgeProcess,
   bridgeConfig,
   countById,
   freePort,
+  HELPDESK_SECRET,
   helpdeskId,
   message,
+  PHONE,
   postInbound,
   startRecorder,
   tempDir,
@@ -147,6 +150,91 @@ test(
         // And nothing is left behind in the shared outbox.
         const metrics = await (await fetch(`${bridges[0]!.url}/metrics`)).text();
         assert.match(metrics, /smsbridge_outbox_pending\{channel="support"\} 0\b/);
+      } finally {
+        await Promise.all(bridges.map((b) => b.kill9()));
+        await recorder.close();
+        tmp.remove();
+        await scratch.drop();
+      }
+    }),
+);
+
+test(
+  "3 processes on one PostgreSQL: the same staff reply sent to all three at once is one SMS",
+  {
+    timeout: 180_000,
+  },
+  () =>
+    withPostgresLock(async () => {
+      const scratch = await scratchPostgres();
+      const tmp = tempDir("scaleout-reply");
+      const recorder = await startRecorder();
+      const bridges: BridgeProcess[] = [];
+      try {
+        for (let n = 0; n < 3; n++) {
+          const port = await freePort();
+          bridges.push(
+            new BridgeProcess(
+              tmp.dir,
+              `bridge${n}`,
+              port,
+              bridgeConfig({ port, database: scratch.url, incomingUrl: recorder.url }),
+            ),
+          );
+        }
+        await bridges[0]!.start();
+        await Promise.all(bridges.slice(1).map((b) => b.start()));
+        const REPLIES = 40;
+        const COPIES = 3;
+        const answers = new Map<number, number>();
+        // Each reply's exact bytes reach every process twice over, all at once (a helpdesk retrying a slow
+        // webhook through a load balancer). The idempotency record in the shared database must let one through.
+        await Promise.all(
+          Array.from({ length: REPLIES }, async (_, r) => {
+            const body = JSON.stringify({
+              to: { phone: `+1510555${String(2000 + r).padStart(4, "0")}` },
+              from: { phone: PHONE },
+              body: `staff reply ${r}`,
+              conversation: { slug: `conv-${r}` },
+              attachments: [],
+              created_at: "2026-01-01T00:00:00+0000",
+              thread_id: `thread-${r}`,
+            });
+            const headers = {
+              "content-type": "application/json",
+              "x-reamaze-hmac-sha256": sign(body, HELPDESK_SECRET),
+            };
+            await Promise.all(
+              Array.from({ length: bridges.length * COPIES }, async (_, k) => {
+                const res = await fetch(`${bridges[k % bridges.length]!.url}/channels/support/reamaze`, {
+                  method: "POST",
+                  headers,
+                  body,
+                });
+                await res.arrayBuffer();
+                answers.set(res.status, (answers.get(res.status) ?? 0) + 1);
+              }),
+            );
+          }),
+        );
+        // Every SMS the three processes' carriers (the simulator networks) were asked to send.
+        const sent = new Map<string, number>();
+        for (const b of bridges) {
+          const { messages } = (await (await fetch(`${b.url}/simulator/api/messages`)).json()) as {
+            messages: Array<{ direction: string; body: string }>;
+          };
+          for (const m of messages.filter((x) => x.direction === "mt"))
+            sent.set(m.body, (sent.get(m.body) ?? 0) + 1);
+        }
+        const twice = [...sent].filter(([, n]) => n > 1).map(([b, n]) => `${b}: ${n} SMS`);
+        console.log(
+          `# scale-out replies: ${REPLIES} replies × ${bridges.length * COPIES} concurrent copies over 3 processes; ` +
+            `answers ${[...answers].map(([s, n]) => `${s}×${n}`).join(" ")}; SMS sent ${[...sent.values()].reduce((a, b) => a + b, 0)}`,
+        );
+        assert.deepEqual(twice, [], "a staff reply was sent as more than one SMS");
+        assert.equal(sent.size, REPLIES, "every reply was sent once");
+        const wrong = [...answers.keys()].filter((s) => s !== 201 && s !== 503);
+        assert.deepEqual(wrong, [], "copies must get the first answer (201) or 'still being sent' (503)");
       } finally {
         await Promise.all(bridges.map((b) => b.kill9()));
         await recorder.close();
