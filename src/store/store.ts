@@ -168,9 +168,16 @@ export class Store {
     );
   }
 
-  private tx<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
-    if (this.dialect === "sqlite") return this.lock.run(() => this.db.transaction().execute(fn));
-    return this.db.transaction().execute(fn);
+  /**
+   * A Kysely transaction. On SQLite it runs under the store lock, commits without blocking the event loop
+   * in fsync, and resolves only after the WAL is synced (the same durability as synchronous=FULL).
+   */
+  private async tx<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    const hot = this.hot;
+    if (!hot) return this.db.transaction().execute(fn);
+    const result = await this.lock.run(() => hot.relaxedAsync(() => this.db.transaction().execute(fn)));
+    await hot.syncWal();
+    return result;
   }
 
   async migrate(): Promise<string[]> {
