@@ -164,6 +164,14 @@ const cases: Case[] = [
     error: /malformed JSON/,
   },
   {
+    name: "reamaze: malformed and wrongly signed → the signature is checked first",
+    path: "/channels/support/reamaze",
+    body: "{",
+    headers: { "content-type": "application/json", "x-reamaze-hmac-sha256": sign("{", "wrong") },
+    status: 401,
+    error: /does not match/,
+  },
+  {
     name: "reamaze: schema errors name the fields",
     path: "/channels/support/reamaze",
     body: '{"to":{"phone":"5105559999"},"body":"x","conversation":{}}',

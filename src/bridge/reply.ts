@@ -31,6 +31,8 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
         validate: validateStaffReply,
         secrets: (req) => deps.channels.get((req.params as { id: string }).id)?.config.reamaze.secrets,
         unknown: () => "unknown channel",
+        // The channel is in the URL: check the signature on the raw bytes before parsing anything.
+        verifyBeforeParse: true,
       }),
     },
     async (req, reply) => {

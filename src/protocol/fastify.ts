@@ -81,11 +81,17 @@ export interface RequireSignedOptions<T> {
     | Promise<readonly string[] | undefined | { status: number; error: string }>;
   /** Text of the 404 answer. */
   unknown?: (json: unknown) => string;
+  /**
+   * The secrets are known from the request alone (e.g. a channel id in the URL): `secrets` is called with
+   * `json` undefined and the signature is checked before the body is parsed at all.
+   */
+  verifyBeforeParse?: boolean;
 }
 
 /**
  * preHandler that checks, in this order: signature header present (401), JSON parses (400), channel known
- * (404), signature matches the raw bytes (401), payload valid (422). On success `req.signed.payload` holds it.
+ * (404), signature matches the raw bytes (401), payload valid (422). With `verifyBeforeParse` the channel and
+ * signature are checked first (404, 401) and only signed bytes are parsed (400). On success `req.signed.payload` holds it.
  */
 export function requireSigned<T>(opts: RequireSignedOptions<T>): preHandlerAsyncHookHandler {
   return async function requireSignedHandler(req, reply) {
@@ -98,6 +104,22 @@ export function requireSigned<T>(opts: RequireSignedOptions<T>): preHandlerAsync
       state.verdict = { ok: false, reason: "missing" };
       return sendError(reply, 401, describeVerifyFailure("missing"));
     }
+    const lookUp = async (json: unknown) => {
+      const found = await opts.secrets(req, json);
+      if (found === undefined) return sendError(reply, 404, opts.unknown?.(json) ?? "unknown channel");
+      if (!Array.isArray(found)) {
+        const refusal = found as { status: number; error: string };
+        return sendError(reply, refusal.status, refusal.error);
+      }
+      const verdict = verify(bytes, headerValue, found as readonly string[]);
+      state.verdict = verdict;
+      if (!verdict.ok) return sendError(reply, 401, describeVerifyFailure(verdict.reason));
+      return undefined;
+    };
+    if (opts.verifyBeforeParse) {
+      const refused = await lookUp(undefined);
+      if (refused) return refused;
+    }
     let json: unknown;
     try {
       json = JSON.parse(bytes.toString("utf8"));
@@ -105,15 +127,10 @@ export function requireSigned<T>(opts: RequireSignedOptions<T>): preHandlerAsync
       return sendError(reply, 400, `malformed JSON: ${(e as Error).message}`);
     }
     state.json = json;
-    const found = await opts.secrets(req, json);
-    if (found === undefined) return sendError(reply, 404, opts.unknown?.(json) ?? "unknown channel");
-    if (!Array.isArray(found)) {
-      const refusal = found as { status: number; error: string };
-      return sendError(reply, refusal.status, refusal.error);
+    if (!opts.verifyBeforeParse) {
+      const refused = await lookUp(json);
+      if (refused) return refused;
     }
-    const verdict = verify(bytes, headerValue, found as readonly string[]);
-    state.verdict = verdict;
-    if (!verdict.ok) return sendError(reply, 401, describeVerifyFailure(verdict.reason));
     const valid = opts.validate(json);
     if (!valid.ok) {
       return sendError(
