@@ -45,7 +45,7 @@ function percentile(sorted: number[], p: number): number {
 
 /**
  * A backlog of `n` pending inbound messages with their outbox rows, generated inside SQLite by a recursive
- * CTE (the point is a large backlog, not ingest speed: 1M rows take seconds this way, minutes through
+ * CTE (the point is a large backlog, not ingest speed: 1M rows take seconds this way, far longer through
  * `Store.ingest`). The schema comes from the real migrations; payloads have the bridge's JSON shape and size.
  */
 async function fill(file: string, n: number): Promise<number> {

@@ -23,6 +23,7 @@ const PATH = "/channels/bench/inbound";
 const CONNECTIONS = 50;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WRK = process.env.BENCH_WRK ?? "/usr/bin/wrk";
+const ROUNDS = 2;
 /** wrk cannot sign per request (no HMAC in its Lua); it cycles through this many distinct pre-signed posts. */
 const WRK_POOL = 50_000;
 
@@ -198,14 +199,22 @@ export default async function run(): Promise<BenchResult[]> {
   const dir = mkdtempSync(join(tmpdir(), "smsbridge-loadgen-"));
   try {
     await autocannonRun(bare.url, bare.pid, 1); // warm-up: JIT on both sides
-    const ac = await autocannonRun(bare.url, bare.pid, SECONDS);
-    if (ac.bad) throw new Error(`autocannon → bare: ${ac.bad} errors or non-2xx answers`);
+    const script = existsSync(WRK) ? wrkScript(dir) : undefined;
+    // A ceiling is the most a generator achieved: on a shared machine one run can catch a busy moment, so
+    // each generator runs ROUNDS times, alternating with the other, and its best run counts.
+    let ac: GenRun | undefined;
     let wrk: GenRun | undefined;
-    if (existsSync(WRK)) {
-      const script = wrkScript(dir);
-      wrk = await wrkRun(bare.url, bare.pid, script, SECONDS);
-      if (wrk.bad) throw new Error(`wrk → bare: ${wrk.bad} errors or non-2xx answers`);
+    for (let round = 0; round < ROUNDS; round++) {
+      const a = await autocannonRun(bare.url, bare.pid, SECONDS);
+      if (a.bad) throw new Error(`autocannon → bare: ${a.bad} errors or non-2xx answers`);
+      if (!ac || a.rps > ac.rps) ac = a;
+      if (script) {
+        const w = await wrkRun(bare.url, bare.pid, script, SECONDS);
+        if (w.bad) throw new Error(`wrk → bare: ${w.bad} errors or non-2xx answers`);
+        if (!wrk || w.rps > wrk.rps) wrk = w;
+      }
     }
+    if (!ac) throw new Error("loadgen: no autocannon run");
     // The bare server's capacity is best estimated by whichever generator pushed it furthest.
     const bareBest = Math.max(ac.rps, wrk?.rps ?? 0);
     const by = wrk && wrk.rps > ac.rps ? "wrk" : "autocannon";
@@ -214,13 +223,14 @@ export default async function run(): Promise<BenchResult[]> {
     // Requests per CPU-second the generator spent: its cost per request, which other processes on a busy machine
     // do not change much — the rate it could sustain with a whole core to itself.
     const perCore = (r: GenRun) => (r.rps * r.wall) / r.genCpu;
+    const best = `best of ${ROUNDS} alternating runs`;
     const results: BenchResult[] = [
       withBaseline(
         {
           name: "autocannon → bare node:http (signed Twilio posts)",
           value: ac.rps,
           unit: "req/s",
-          note: `${describe(ac)}; ${shared}`,
+          note: `${describe(ac)}; ${shared}; ${best}`,
         },
         target,
       ),
@@ -241,7 +251,7 @@ export default async function run(): Promise<BenchResult[]> {
             name: "wrk → bare node:http (signed Twilio posts)",
             value: wrk.rps,
             unit: "req/s",
-            note: `${describe(wrk)}; cycles ${WRK_POOL.toLocaleString("en-US")} pre-signed posts; ${shared}${by === "wrk" ? "; ratio is 2 by construction (wrk set the bare figure)" : ""}`,
+            note: `${describe(wrk)}; cycles ${WRK_POOL.toLocaleString("en-US")} pre-signed posts; ${shared}; ${best}${by === "wrk" ? "; ratio is 2 by construction (wrk set the bare figure)" : ""}`,
           },
           target,
         ),

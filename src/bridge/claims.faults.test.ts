@@ -148,6 +148,22 @@ for (const dialect of ["sqlite", "postgres"] as const) {
       assert.equal((await a.outboxRow(again.id))?.state, "delivered");
     });
 
+    test("the retry budget counts from receipt, not from the provider's (old) send time", async () => {
+      // A carrier's late delivery: sent 100 days ago, received now. Its outbox age starts now, or the first
+      // retryable failure would make it dead (maxAgeHours 72) — found by the helpdesk fault suite.
+      const received = T0 + 30_000_000;
+      const r = await a.ingest({
+        ...item(100_003),
+        createdAt: received - 100 * 86_400_000,
+        receivedAt: received,
+      });
+      assert.equal(r.status, "stored");
+      const [row] = await a.claim({ limit: 1, leaseMs: 1_000, now: received, channels: ["support"] });
+      assert.ok(row, "due on receipt");
+      assert.equal(row.queuedAt, received);
+      assert.equal(await a.markDelivered(row.id, row.token, 200, received), true);
+    });
+
     test("a heartbeat renews only the caller's own claim", async () => {
       await oneRow(100_002);
       const t = T0 + 20_000_000;

@@ -199,6 +199,8 @@ export class BridgeProcess {
     readonly name: string,
     readonly port: number,
     config: Record<string, unknown>,
+    /** Extra node flags (e.g. a heap cap for the fuzzer's memory check). */
+    private readonly nodeArgs: string[] = [],
   ) {
     mkdirSync(dir, { recursive: true });
     this.url = `http://127.0.0.1:${port}`;
@@ -223,9 +225,13 @@ export class BridgeProcess {
   async start(timeoutMs = 30_000): Promise<void> {
     this.starts++;
     const fd = openSync(this.logFile, "a");
-    const p = spawn(process.execPath, ["--import", "tsx", MAIN, "serve", "--config", this.configFile], {
-      stdio: ["ignore", fd, fd],
-    });
+    const p = spawn(
+      process.execPath,
+      [...this.nodeArgs, "--import", "tsx", MAIN, "serve", "--config", this.configFile],
+      {
+        stdio: ["ignore", fd, fd],
+      },
+    );
     closeSync(fd);
     this.child = p;
     await eventually(
