@@ -3,6 +3,7 @@
 // process drains it to a bare sink while its RSS is sampled (budget: < 256 MB and flat).
 //
 // Environment: BENCH_BACKLOG_SIZES (default "1000,100000,1000000"), BENCH_DRAIN_SECONDS (default 25).
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -124,7 +125,8 @@ let ingestSeq = 0;
 function ingestItem(): IngestItem {
   const i = ingestSeq++;
   const customer = `+1415555${String(i % 10_000).padStart(4, "0")}`;
-  const sid = `SMingest${i.toString(16).padStart(26, "0")}`;
+  // Real MessageSids are random: new keys land anywhere in the dedupe index, not only at its end.
+  const sid = `SM${randomBytes(16).toString("hex")}`;
   const body = `Hello from customer ${i % 10_000}, message ${i}`;
   const createdAt = Date.now();
   return {

@@ -99,21 +99,24 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
       await deps.store.abandonReply(ch.id, hash);
       return json(answer.status, answer.body, answer.retryAfterMs);
     }
-    let messageId: number | undefined;
+    const out = json(answer.status, answer.body);
     if (answer.result) {
-      const sent = await deps.store.recordSent({
-        channelId: ch.id,
-        direction: "reply",
-        provider: ch.adapter.type,
-        customer: payload.to.phone,
-        channelNumber: payload.from.phone,
-        body: payload.body,
-        threadId: payload.thread_id ?? null,
-        providerIds: answer.result.providerIds ?? [answer.result.providerId],
-        createdAt: deps.now(),
-        adoptThread: true,
-      });
-      messageId = sent.messageId;
+      // The sent message and the stored answer commit together: one disk sync on the reply path.
+      await deps.store.recordSent(
+        {
+          channelId: ch.id,
+          direction: "reply",
+          provider: ch.adapter.type,
+          customer: payload.to.phone,
+          channelNumber: payload.from.phone,
+          body: payload.body,
+          threadId: payload.thread_id ?? null,
+          providerIds: answer.result.providerIds ?? [answer.result.providerId],
+          createdAt: deps.now(),
+          adoptThread: true,
+        },
+        { hash, status: out.status, body: out.body },
+      );
       deps.log.info(
         { channel: ch.id, conversation: payload.conversation.slug, providerId: answer.result.providerId },
         "staff reply sent",
@@ -128,9 +131,8 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
         },
         "staff reply not sent",
       );
+      await deps.store.finishReply(ch.id, hash, out.status, out.body);
     }
-    const out = json(answer.status, answer.body);
-    await deps.store.finishReply(ch.id, hash, out.status, out.body, messageId);
     return out;
   }
 }

@@ -257,7 +257,7 @@ describe("operations commands", { concurrency: true }, () => {
       assert.equal(first.code, 0, first.stderr);
       assert.match(
         first.stdout,
-        /applied 2 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n/,
+        /applied 3 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n {2}0003_claim_index\n/,
       );
       const second = await cli(["migrate", "--config", config]);
       assert.equal(second.code, 0, second.stderr);
@@ -674,7 +674,10 @@ describe("operations commands", { concurrency: true }, () => {
       const config = writeConfig("pg.yaml", scratch.url);
       const m = await cli(["migrate", "-c", config]);
       assert.equal(m.code, 0, m.stderr);
-      assert.match(m.stdout, /applied 2 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n/);
+      assert.match(
+        m.stdout,
+        /applied 3 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n {2}0003_claim_index\n/,
+      );
       const store = openStore(scratch.url);
       let seeded: Seeded;
       try {

@@ -110,9 +110,22 @@ const deliveryFailures: Migration = {
   },
 };
 
+// Claims are per channel: with only (next_attempt_at, id) or (channel_id, queued_at) to choose from, SQLite
+// picked the latter and sorted every pending row — 1.3 ms at 1k pending, ~250 ms at 1M. This index serves
+// "this channel's due rows in due order" directly.
+const claimIndex: Migration = {
+  async up(db: Db) {
+    await sql`CREATE INDEX outbox_due_channel ON outbox (channel_id, next_attempt_at, id) WHERE state = 'pending'`.execute(
+      db,
+    );
+    await sql`DROP INDEX outbox_pending_channel`.execute(db);
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_delivery_failures_index": deliveryFailures,
+  "0003_claim_index": claimIndex,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -31,7 +31,11 @@ for (const dialect of DIALECTS) {
     before(async () => {
       scratch = await dialect.make();
       store = openStore(scratch.url);
-      assert.deepEqual(await store.migrate(), ["0001_initial", "0002_delivery_failures_index"]);
+      assert.deepEqual(await store.migrate(), [
+        "0001_initial",
+        "0002_delivery_failures_index",
+        "0003_claim_index",
+      ]);
       assert.deepEqual(await store.migrate(), [], "migrations are applied once");
       assert.deepEqual(await store.ready(), { ok: true });
     });

@@ -415,7 +415,11 @@ export class Store {
   // ---- messages we sent ------------------------------------------------------------------------------------
 
   /** Records a sent SMS (staff reply or API send), its provider ids for status callbacks, and its outbox copy. */
-  async recordSent(rec: SentRecord): Promise<{ messageId: number; threadId?: string }> {
+  async recordSent(
+    rec: SentRecord,
+    /** A staff reply's idempotency answer, stored in the same transaction (one disk sync, not two). */
+    reply?: { hash: string; status: number; body: string },
+  ): Promise<{ messageId: number; threadId?: string }> {
     return this.tx(async (trx) => {
       let threadId = rec.threadId ?? undefined;
       if (!threadId && rec.direction === "outbound")
@@ -457,6 +461,8 @@ export class Store {
       }
       if (rec.payload)
         await this.insertOutbox(trx, inserted.id, rec.channelId, rec.payload(threadId), rec.createdAt);
+      if (reply)
+        await this.writeReplyAnswer(trx, rec.channelId, reply.hash, reply.status, reply.body, inserted.id);
       return { messageId: inserted.id, ...(threadId ? { threadId } : {}) };
     });
   }
@@ -542,7 +548,18 @@ export class Store {
     body: string,
     messageId?: number,
   ): Promise<void> {
-    await this.db
+    await this.tx((trx) => this.writeReplyAnswer(trx, channelId, hash, status, body, messageId));
+  }
+
+  private async writeReplyAnswer(
+    db: Kysely<Database>,
+    channelId: string,
+    hash: string,
+    status: number,
+    body: string,
+    messageId?: number,
+  ): Promise<void> {
+    await db
       .updateTable("replies")
       .set({ state: "done", answer_status: status, answer_body: body, message_id: messageId ?? null })
       .where("channel_id", "=", channelId)
@@ -552,11 +569,9 @@ export class Store {
 
   /** Forgets a reply attempt that certainly sent nothing (retryable failure), so a repeat may try again. */
   async abandonReply(channelId: string, hash: string): Promise<void> {
-    await this.db
-      .deleteFrom("replies")
-      .where("channel_id", "=", channelId)
-      .where("body_hash", "=", hash)
-      .execute();
+    await this.tx((trx) =>
+      trx.deleteFrom("replies").where("channel_id", "=", channelId).where("body_hash", "=", hash).execute(),
+    );
   }
 
   // ---- outbox ----------------------------------------------------------------------------------------------

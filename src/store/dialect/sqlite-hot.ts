@@ -56,7 +56,8 @@ export class SqliteHotPath {
       ),
       claim: raw.prepare(
         `UPDATE outbox SET next_attempt_at = ?, claim_token = ?, attempts = attempts + 1
-         WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? AND channel_id = ?
+         WHERE id IN (SELECT id FROM outbox INDEXED BY outbox_due_channel
+                      WHERE state = 'pending' AND next_attempt_at <= ? AND channel_id = ?
                       ORDER BY next_attempt_at, id LIMIT ?)
          RETURNING id, message_id, channel_id, payload, attempts, queued_at`,
       ),
@@ -69,10 +70,37 @@ export class SqliteHotPath {
   }
 
   private wal: Promise<FileHandle | undefined> | undefined;
+  private syncing: Promise<void> | undefined;
+  private nextSync: Promise<void> | undefined;
 
-  /** Makes every commit so far durable: fdatasync of the WAL file, off the event loop. */
-  async syncWal(): Promise<void> {
-    if (this.raw.memory) return;
+  /**
+   * Makes every commit so far durable: fdatasync of the WAL file, off the event loop. Callers that arrive
+   * while a sync runs share the next one (it starts when the running one ends and covers all their commits):
+   * one flush for many waiting transactions, however many there are.
+   */
+  syncWal(): Promise<void> {
+    if (this.raw.memory) return Promise.resolve();
+    if (this.nextSync) return this.nextSync;
+    if (this.syncing) {
+      this.nextSync = this.syncing.then(
+        () => this.startSync(),
+        () => this.startSync(),
+      );
+      return this.nextSync;
+    }
+    return this.startSync();
+  }
+
+  private startSync(): Promise<void> {
+    this.nextSync = undefined;
+    const run = this.flush().finally(() => {
+      if (this.syncing === run) this.syncing = undefined;
+    });
+    this.syncing = run;
+    return run;
+  }
+
+  private async flush(): Promise<void> {
     this.wal ??= open(`${this.raw.name}-wal`, "r").catch((e: NodeJS.ErrnoException) => {
       this.wal = undefined;
       if (e.code === "ENOENT") return undefined;
