@@ -110,7 +110,11 @@ export async function postSigned(opts: PostSignedOptions): Promise<Outcome & Sen
     if (opts.signal?.aborted) return sent({ kind: "retry", reason: "aborted by caller" });
     const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
     const code = e.code ?? e.cause?.code;
-    if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT") {
+    if (
+      code === "UND_ERR_HEADERS_TIMEOUT" ||
+      code === "UND_ERR_BODY_TIMEOUT" ||
+      code === "UND_ERR_CONNECT_TIMEOUT"
+    ) {
       return sent({ kind: "retry", reason: `timed out after ${timeoutMs} ms` });
     }
     if (code === "ERR_INVALID_URL" || code === "UND_ERR_INVALID_ARG" || err instanceof TypeError) {
