@@ -6,9 +6,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { sign } from "../src/protocol/signature.js";
 import { computeSignature } from "../src/providers/twilio/signature.js";
+import { Database } from "../src/store/dialect/better-sqlite3.js";
 import { openStore } from "../src/store/open.js";
 import { type BenchResult, load, startBare, startChild, withBaseline } from "./lib.js";
 

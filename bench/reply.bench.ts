@@ -11,9 +11,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { Pool } from "undici";
 import { sign } from "../src/protocol/signature.js";
+import { Database } from "../src/store/dialect/better-sqlite3.js";
 import { type BenchResult, load, startChild, withBaseline } from "./lib.js";
 
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import Database from "better-sqlite3";
 import fc from "fast-check";
 import { request } from "undici";
 import { sign } from "../protocol/signature.js";
 import { createSimulatorSignature } from "../providers/simulator/index.js";
+import { Database } from "../store/dialect/better-sqlite3.js";
 import { scratchSqlite } from "../store/test-support/databases.js";
 import {
   ADMIN_TOKEN,

@@ -1,4 +1,5 @@
-import Database from "better-sqlite3";
+import type BetterSqlite3 from "better-sqlite3";
+import { Database } from "../store/dialect/better-sqlite3.js";
 
 /**
  * The sandbox's storage: better-sqlite3, `:memory:` by default or a WAL file that survives restarts.
@@ -107,7 +108,7 @@ CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, entry TEXT NOT NULL
 const MESSAGE_COLUMNS = `m.*, c.slug AS slug`;
 
 export class SandboxStore {
-  readonly db: Database.Database;
+  readonly db: BetterSqlite3.Database;
   private readonly stmts;
 
   constructor(file = ":memory:") {

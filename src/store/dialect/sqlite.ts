@@ -1,14 +1,15 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type BetterSqlite3 from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
 import type { Database as Schema } from "../schema.js";
+import { Database } from "./better-sqlite3.js";
 
 /**
  * SQLite through better-sqlite3: WAL, and synchronous=FULL so a commit is on disk before it returns —
  * an acknowledged message survives a power cut. Throughput comes from group commit, not weaker syncing.
  */
-export function openSqlite(file: string): { db: Kysely<Schema>; raw: Database.Database } {
+export function openSqlite(file: string): { db: Kysely<Schema>; raw: BetterSqlite3.Database } {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
   const raw = new Database(file);
   raw.pragma("journal_mode = WAL");
@@ -24,8 +25,8 @@ export function openSqlite(file: string): { db: Kysely<Schema>; raw: Database.Da
  * Our queries are a small fixed set of SQL texts (values are parameters), so a statement cache keyed by the
  * SQL makes each query a lookup. Bounded in case a caller builds SQL with inlined values.
  */
-function cachingPrepare(raw: Database.Database) {
-  const cache = new Map<string, Database.Statement>();
+function cachingPrepare(raw: BetterSqlite3.Database) {
+  const cache = new Map<string, BetterSqlite3.Statement>();
   return {
     close: () => raw.close(),
     prepare(sql: string) {
