@@ -12,7 +12,7 @@ import { formatIsoTimestamp } from "../src/protocol/payloads.js";
 import { Database } from "../src/store/dialect/better-sqlite3.js";
 import { openStore } from "../src/store/open.js";
 import type { IngestItem, Store } from "../src/store/store.js";
-import { type BenchResult, startBare, startChild, withBaseline } from "./lib.js";
+import { type BenchResult, smsbridgeCommand, startBare, startChild, withBaseline } from "./lib.js";
 
 const CHANNEL = "bench";
 const PHONE = "+16501234567";
@@ -231,16 +231,7 @@ async function drain(dir: string, file: string, n: number): Promise<BenchResult[
   const before = pendingCount(file);
   const launched = performance.now();
   const bridge = await startChild(
-    [
-      process.execPath,
-      ...profileArgs(),
-      "--import",
-      "tsx",
-      "src/cli/main.ts",
-      "serve",
-      "--config",
-      configFile,
-    ],
+    [...smsbridgeCommand(...profileArgs()), "serve", "--config", configFile],
     {},
     /smsbridge listening[^\n]*"url":"(http:\/\/[^"]+)"|"url":"(http:\/\/[^"]+)"[^\n]*smsbridge listening/,
   );

@@ -10,7 +10,7 @@ import { sign } from "../src/protocol/signature.js";
 import { computeSignature } from "../src/providers/twilio/signature.js";
 import { Database } from "../src/store/dialect/better-sqlite3.js";
 import { openStore } from "../src/store/open.js";
-import { type BenchResult, load, startBare, startChild, withBaseline } from "./lib.js";
+import { type BenchResult, load, smsbridgeCommand, startBare, startChild, withBaseline } from "./lib.js";
 
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
 const TOKEN = "bench-twilio-auth-token";
@@ -46,7 +46,7 @@ function config(dir: string, sinkUrl: string, db: string) {
 
 function startBridge(configFile: string) {
   return startChild(
-    [process.execPath, "--import", "tsx", "src/cli/main.ts", "serve", "--config", configFile],
+    [...smsbridgeCommand(), "serve", "--config", configFile],
     {},
     /"url":"(http:\/\/[^"]+)"[^\n]*smsbridge listening|smsbridge listening[^\n]*"url":"(http:\/\/[^"]+)"/,
   );

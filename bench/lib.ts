@@ -227,3 +227,11 @@ export function opsPerSec(fn: () => unknown, seconds = 3): number {
   }
   return ops / ((now - start) / 1000);
 }
+
+/**
+ * The command that runs the smsbridge CLI as users run it: the compiled `bin/smsbridge.js` (run.ts builds
+ * dist/ first), not tsx — tsx's loader thread alone adds tens of MB of RSS and start-up time.
+ */
+export function smsbridgeCommand(...nodeArgs: string[]): string[] {
+  return [process.execPath, ...nodeArgs, "bin/smsbridge.js"];
+}

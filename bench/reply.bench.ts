@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { Pool } from "undici";
 import { sign } from "../src/protocol/signature.js";
 import { Database } from "../src/store/dialect/better-sqlite3.js";
-import { type BenchResult, load, startChild, withBaseline } from "./lib.js";
+import { type BenchResult, load, smsbridgeCommand, startChild, withBaseline } from "./lib.js";
 
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
 const TOKEN = "bench-twilio-auth-token";
@@ -292,16 +292,7 @@ export default async function run(): Promise<BenchResult[]> {
       }),
     );
     const bridge = await startChild(
-      [
-        process.execPath,
-        ...profileArgs(),
-        "--import",
-        "tsx",
-        "src/cli/main.ts",
-        "serve",
-        "--config",
-        configFile,
-      ],
+      [...smsbridgeCommand(...profileArgs()), "serve", "--config", configFile],
       {},
       /smsbridge listening[^\n]*"url":"(http:\/\/[^"]+)"|"url":"(http:\/\/[^"]+)"[^\n]*smsbridge listening/,
     );

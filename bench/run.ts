@@ -1,5 +1,6 @@
 // Runs benches and prints one table. Usage: npm run bench [-- name ...]   (names match bench/<name>.bench.ts)
 // Each bench/*.bench.ts default-exports `async function run(): Promise<BenchResult[]>`.
+import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { basename, dirname, join } from "node:path";
@@ -23,6 +24,15 @@ function fmt(n: number | undefined): string {
   if (n === undefined || Number.isNaN(n)) return "";
   if (Math.abs(n) >= 100) return Math.round(n).toLocaleString("en-US");
   return n.toFixed(n >= 10 ? 1 : 3);
+}
+
+// Benches run the compiled CLI, as users do: build it first so it matches the source.
+const build = spawnSync(process.platform === "win32" ? "npm.cmd" : "npm", ["run", "--silent", "build"], {
+  stdio: "inherit",
+});
+if (build.status !== 0) {
+  console.error("npm run build failed; benches need dist/");
+  process.exit(1);
 }
 
 const results: Array<BenchResult & { bench: string }> = [];
