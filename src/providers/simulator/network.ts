@@ -586,19 +586,25 @@ export function registerPhoneNetwork<L extends FastifyBaseLogger>(
       });
 
       scope.get("/api/phones", async () => {
-        const phones = new Map<string, { phone: string; count: number; last: SimulatorMessage }>();
-        for (const m of messages) {
+        // Messages are kept in arrival order, so the position of a phone's last message is its recency:
+        // timestamps can tie within a millisecond, and a status update may change `at` later.
+        const phones = new Map<
+          string,
+          { phone: string; count: number; last: SimulatorMessage; order: number }
+        >();
+        messages.forEach((m, order) => {
           const phone = customerOf(m);
           const p = phones.get(phone);
           if (p) {
             p.count++;
             p.last = m;
-          } else phones.set(phone, { phone, count: 1, last: m });
-        }
+            p.order = order;
+          } else phones.set(phone, { phone, count: 1, last: m, order });
+        });
         return {
           phones: [...phones.values()]
-            .sort((a, b) => (a.last.at < b.last.at ? 1 : a.last.at > b.last.at ? -1 : 0))
-            .map((p) => ({ ...p, last: { ...p.last } })),
+            .sort((a, b) => b.order - a.order)
+            .map(({ order: _order, ...p }) => ({ ...p, last: { ...p.last } })),
         };
       });
 
