@@ -168,6 +168,13 @@ export class Store {
     );
   }
 
+  /** A synchronous SQLite write under the store lock, resolved once the WAL is synced. */
+  private async hotWrite<T>(fn: () => T): Promise<T> {
+    const result = await this.lock.run(async () => fn());
+    await this.hot!.syncWal();
+    return result;
+  }
+
   /**
    * A Kysely transaction. On SQLite it runs under the store lock, commits without blocking the event loop
    * in fsync, and resolves only after the WAL is synced (the same durability as synchronous=FULL).
@@ -420,6 +427,8 @@ export class Store {
     /** A staff reply's idempotency answer, stored in the same transaction (one disk sync, not two). */
     reply?: { hash: string; status: number; body: string },
   ): Promise<{ messageId: number; threadId?: string }> {
+    const hot = this.hot;
+    if (hot) return this.hotWrite(() => hot.recordSent(rec, reply));
     return this.tx(async (trx) => {
       let threadId = rec.threadId ?? undefined;
       if (!threadId && rec.direction === "outbound")
@@ -459,8 +468,10 @@ export class Store {
       if (threadId && (rec.adoptThread || rec.direction === "outbound")) {
         await this.saveThread(trx, rec.channelId, rec.customer, threadId, rec.createdAt);
       }
-      if (rec.payload)
+      if (rec.payload) {
         await this.insertOutbox(trx, inserted.id, rec.channelId, rec.payload(threadId), rec.createdAt);
+        await this.notifyOutbox(trx);
+      }
       if (reply)
         await this.writeReplyAnswer(trx, rec.channelId, reply.hash, reply.status, reply.body, inserted.id);
       return { messageId: inserted.id, ...(threadId ? { threadId } : {}) };
@@ -507,6 +518,9 @@ export class Store {
    * never guessed at.
    */
   async claimReply(channelId: string, hash: string, now: number, leaseMs: number): Promise<ReplyClaim> {
+    const hot = this.hot;
+    // Durable before the caller sends: a crash after sending must find this record.
+    if (hot) return this.hotWrite(() => hot.claimReply(channelId, hash, now, leaseMs, REPLY_WINDOW_MS));
     return this.tx(async (trx) => {
       const row = await trx
         .selectFrom("replies")
@@ -548,6 +562,8 @@ export class Store {
     body: string,
     messageId?: number,
   ): Promise<void> {
+    const hot = this.hot;
+    if (hot) return this.hotWrite(() => hot.answerReply(channelId, hash, status, body, messageId));
     await this.tx((trx) => this.writeReplyAnswer(trx, channelId, hash, status, body, messageId));
   }
 
@@ -569,6 +585,8 @@ export class Store {
 
   /** Forgets a reply attempt that certainly sent nothing (retryable failure), so a repeat may try again. */
   async abandonReply(channelId: string, hash: string): Promise<void> {
+    const hot = this.hot;
+    if (hot) return this.hotWrite(() => hot.dropReply(channelId, hash));
     await this.tx((trx) =>
       trx.deleteFrom("replies").where("channel_id", "=", channelId).where("body_hash", "=", hash).execute(),
     );

@@ -2,7 +2,7 @@ import { type FileHandle, open } from "node:fs/promises";
 import type Database from "better-sqlite3";
 import { keywordAction } from "../../core/optout.js";
 import { threadFor } from "../../core/threading.js";
-import type { ClaimedRow, FinishOp, IngestItem, IngestResult } from "../store.js";
+import type { ClaimedRow, FinishOp, IngestItem, IngestResult, ReplyClaim, SentRecord } from "../store.js";
 
 /**
  * The three SQLite paths that run once per message — ingest, claim, finish — as synchronous prepared
@@ -53,6 +53,26 @@ export class SqliteHotPath {
       insertOutbox: raw.prepare(
         `INSERT INTO outbox (message_id, channel_id, payload, state, attempts, next_attempt_at, queued_at)
          VALUES (?, ?, ?, 'pending', 0, ?, ?)`,
+      ),
+      reply: raw.prepare(
+        "SELECT state, created_at, lease_until, answer_status, answer_body FROM replies WHERE channel_id = ? AND body_hash = ?",
+      ),
+      takeReply: raw.prepare(
+        `INSERT INTO replies (channel_id, body_hash, state, created_at, lease_until, answer_status, answer_body, message_id)
+         VALUES (?, ?, 'sending', ?, ?, NULL, NULL, NULL)
+         ON CONFLICT (channel_id, body_hash) DO UPDATE SET state = 'sending', created_at = excluded.created_at,
+           lease_until = excluded.lease_until, answer_status = NULL, answer_body = NULL, message_id = NULL`,
+      ),
+      answerReply: raw.prepare(
+        "UPDATE replies SET state = 'done', answer_status = ?, answer_body = ?, message_id = ? WHERE channel_id = ? AND body_hash = ?",
+      ),
+      dropReply: raw.prepare("DELETE FROM replies WHERE channel_id = ? AND body_hash = ?"),
+      insertSent: raw.prepare(
+        `INSERT INTO messages (channel_id, direction, provider, provider_message_id, customer, channel_number, body, thread_id, created_at, delivery_state, delivery_updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sent', ?) RETURNING id`,
+      ),
+      insertRef: raw.prepare(
+        "INSERT INTO provider_refs (channel_id, provider, provider_message_id, message_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
       ),
       claim: raw.prepare(
         `UPDATE outbox SET next_attempt_at = ?, claim_token = ?, attempts = attempts + 1
@@ -165,6 +185,76 @@ export class SqliteHotPath {
       ...(threadId ? { threadId } : {}),
       ...(keyword ? { keyword } : {}),
     };
+  }
+
+  /** Staff-reply idempotency (store.ts `claimReply` has the rules); commit not yet synced. */
+  claimReply(channelId: string, hash: string, now: number, leaseMs: number, windowMs: number): ReplyClaim {
+    return this.relaxed(() =>
+      this.raw.transaction((): ReplyClaim => {
+        const row = this.s.reply.get(channelId, hash) as
+          | {
+              state: string;
+              created_at: number;
+              lease_until: number;
+              answer_status: number | null;
+              answer_body: string | null;
+            }
+          | undefined;
+        if (row && now - row.created_at < windowMs) {
+          if (row.state === "done")
+            return { kind: "done", status: row.answer_status ?? 500, body: row.answer_body ?? "" };
+          return row.lease_until > now ? { kind: "busy" } : { kind: "interrupted" };
+        }
+        this.s.takeReply.run(channelId, hash, now, now + leaseMs);
+        return { kind: "new" };
+      })(),
+    );
+  }
+
+  answerReply(channelId: string, hash: string, status: number, body: string, messageId?: number): void {
+    this.relaxed(() => this.s.answerReply.run(status, body, messageId ?? null, channelId, hash));
+  }
+
+  dropReply(channelId: string, hash: string): void {
+    this.relaxed(() => this.s.dropReply.run(channelId, hash));
+  }
+
+  /** store.ts `recordSent`, as one synchronous transaction; commit not yet synced. */
+  recordSent(
+    rec: SentRecord,
+    reply?: { hash: string; status: number; body: string },
+  ): { messageId: number; threadId?: string } {
+    return this.relaxed(() =>
+      this.raw.transaction(() => {
+        const s = this.s;
+        let threadId = rec.threadId ?? undefined;
+        if (!threadId && rec.direction === "outbound") {
+          threadId = (s.thread.get(rec.channelId, rec.customer) as { thread_id: string } | undefined)
+            ?.thread_id;
+        }
+        const inserted = s.insertSent.get(
+          rec.channelId,
+          rec.direction,
+          rec.provider,
+          rec.providerIds[0] ?? null,
+          rec.customer,
+          rec.channelNumber,
+          rec.body,
+          threadId ?? null,
+          rec.createdAt,
+          rec.createdAt,
+        ) as { id: number };
+        for (const pid of rec.providerIds) s.insertRef.run(rec.channelId, rec.provider, pid, inserted.id);
+        if (threadId && (rec.adoptThread || rec.direction === "outbound")) {
+          s.saveThread.run(rec.channelId, rec.customer, threadId, rec.createdAt);
+        }
+        if (rec.payload) {
+          s.insertOutbox.run(inserted.id, rec.channelId, rec.payload(threadId), rec.createdAt, rec.createdAt);
+        }
+        if (reply) s.answerReply.run(reply.status, reply.body, inserted.id, rec.channelId, reply.hash);
+        return { messageId: inserted.id, ...(threadId ? { threadId } : {}) };
+      })(),
+    );
   }
 
   claim(opts: { limit: number; leaseMs: number; now: number; channel: string; token: string }): ClaimedRow[] {
