@@ -762,7 +762,10 @@ export class Store {
   }
 
   /** Puts dead rows back in the queue, due now, with a fresh retry budget. */
-  async replayDead(sel: { id?: number; since?: number; all?: boolean }, now: number): Promise<number> {
+  async replayDead(
+    sel: { id?: number; since?: number; all?: boolean; channelId?: string },
+    now: number,
+  ): Promise<number> {
     let q = this.db
       .updateTable("outbox")
       .set({
@@ -774,6 +777,7 @@ export class Store {
         finished_at: null,
       })
       .where("state", "=", "dead");
+    if (sel.channelId !== undefined) q = q.where("channel_id", "=", sel.channelId);
     if (sel.id !== undefined) q = q.where("id", "=", sel.id);
     else if (sel.since !== undefined) q = q.where("finished_at", ">=", sel.since);
     else if (!sel.all) return 0;
@@ -867,21 +871,7 @@ export class Store {
 
   /** `replayDead` for one channel's dead rows (all, or those dead since `since`), e.g. after fixing its secret. */
   async replayDeadOfChannel(channelId: string, since: number | undefined, now: number): Promise<number> {
-    let q = this.db
-      .updateTable("outbox")
-      .set({
-        state: "pending",
-        next_attempt_at: now,
-        queued_at: now,
-        attempts: 0,
-        claim_token: null,
-        finished_at: null,
-      })
-      .where("state", "=", "dead")
-      .where("channel_id", "=", channelId);
-    if (since !== undefined) q = q.where("finished_at", ">=", since);
-    const r = await q.executeTakeFirst();
-    return Number(r.numUpdatedRows);
+    return this.replayDead(since !== undefined ? { channelId, since } : { channelId, all: true }, now);
   }
 }
 
