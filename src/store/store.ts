@@ -6,7 +6,6 @@ import { listenForOutbox, OUTBOX_CHANNEL } from "./dialect/postgres.js";
 import type { SqliteHotPath } from "./dialect/sqlite-hot.js";
 import { GroupCommit } from "./group-commit.js";
 import { migrationProvider } from "./migrations.js";
-import { Mutex } from "./mutex.js";
 import type { Database, MessageDirection } from "./schema.js";
 
 export type Dialect = "sqlite" | "postgres";
@@ -119,10 +118,6 @@ export class Store {
   private readonly ingestQueue: GroupCommit<IngestItem, IngestResult>;
   private readonly finishQueue: GroupCommit<FinishOp, boolean>;
 
-  // SQLite has one connection: a Kysely transaction stays open across awaits, so every transaction — Kysely's
-  // or the synchronous hot path's — takes this lock, and none can start inside another.
-  private readonly lock = new Mutex();
-
   constructor(
     readonly db: Kysely<Database>,
     readonly dialect: Dialect,
@@ -134,19 +129,10 @@ export class Store {
   ) {
     this.ingestQueue = new GroupCommit(
       (items) =>
-        hot
-          ? this.lock
-              .run(async () => hot.ingest(items))
-              .then(async (r) => {
-                // Outside the lock: other transactions proceed while the disk syncs.
-                await hot.syncWal();
-                return r;
-              })
-          : this.tx((trx) => this.ingestBatch(trx, items, true)),
+        hot ? this.hotWrite(() => hot.ingest(items)) : this.tx((trx) => this.ingestBatch(trx, items, true)),
       {
         // Up to 4 batches in flight: while one waits for its WAL sync (milliseconds on a busy disk), the
-        // next commits and starts its own sync instead of queueing behind it. SQLite's commits still run
-        // one at a time under the store lock.
+        // next commits (synchronously, so commits never overlap) and joins the next sync.
         concurrency: opts.commitConcurrency ?? 4,
         maxBatch: opts.maxBatch ?? 256,
       },
@@ -155,7 +141,7 @@ export class Store {
     this.finishQueue = new GroupCommit(
       (ops) =>
         hot
-          ? this.lock.run(async () => hot.finish(ops))
+          ? Promise.resolve().then(() => hot.finish(ops))
           : this.tx(async (trx) => {
               const out: boolean[] = [];
               for (const op of ops) out.push(await this.applyFinish(trx, op));
@@ -168,23 +154,19 @@ export class Store {
     );
   }
 
-  /** A synchronous SQLite write under the store lock, resolved once the WAL is synced. */
+  /**
+   * A synchronous SQLite transaction, resolved once the WAL is synced. Being synchronous, no two ever
+   * overlap on the single connection; the event loop stays free while the disk syncs.
+   */
   private async hotWrite<T>(fn: () => T): Promise<T> {
-    const result = await this.lock.run(async () => fn());
+    const result = fn();
     await this.hot!.syncWal();
     return result;
   }
 
-  /**
-   * A Kysely transaction. On SQLite it runs under the store lock, commits without blocking the event loop
-   * in fsync, and resolves only after the WAL is synced (the same durability as synchronous=FULL).
-   */
-  private async tx<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
-    const hot = this.hot;
-    if (!hot) return this.db.transaction().execute(fn);
-    const result = await this.lock.run(() => hot.relaxedAsync(() => this.db.transaction().execute(fn)));
-    await hot.syncWal();
-    return result;
+  /** A Kysely transaction: PostgreSQL only (every SQLite write goes through the synchronous hot path). */
+  private tx<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute(fn);
   }
 
   async migrate(): Promise<string[]> {
@@ -610,10 +592,8 @@ export class Store {
     const hot = this.hot;
     if (hot) {
       const channels = opts.channels;
-      return this.lock.run(async () =>
-        channels.flatMap((channel) =>
-          hot.claim({ limit: opts.limit, leaseMs: opts.leaseMs, now: opts.now, channel, token }),
-        ),
+      return channels.flatMap((channel) =>
+        hot.claim({ limit: opts.limit, leaseMs: opts.leaseMs, now: opts.now, channel, token }),
       );
     }
     const leaseEnd = opts.now + opts.leaseMs;

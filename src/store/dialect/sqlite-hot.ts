@@ -303,16 +303,6 @@ export class SqliteHotPath {
     );
   }
 
-  /** For Kysely transactions; the caller holds the store lock, so nothing else commits meanwhile. */
-  async relaxedAsync<T>(fn: () => Promise<T>): Promise<T> {
-    this.raw.pragma("synchronous = NORMAL");
-    try {
-      return await fn();
-    } finally {
-      this.raw.pragma("synchronous = FULL");
-    }
-  }
-
   private relaxed<T>(fn: () => T): T {
     this.raw.pragma("synchronous = NORMAL");
     try {
