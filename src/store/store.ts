@@ -865,4 +865,3 @@ function keyCompare(a: IngestItem, b: IngestItem): number {
   );
 }
 
-export { sql };
