@@ -864,4 +864,3 @@ function keyCompare(a: IngestItem, b: IngestItem): number {
     cmp(a.providerMessageId, b.providerMessageId)
   );
 }
-
