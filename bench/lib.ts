@@ -67,8 +67,13 @@ export async function startChild(
       const found = m.groups?.url ?? m[1] ?? /https?:\/\/[^\s"']+/.exec(m[0])?.[0];
       if (!found) return;
       clearTimeout(timer);
-      // Keep draining so a chatty server never blocks on a full pipe.
+      // Keep draining so a chatty server never blocks on a full pipe, but stop collecting: scanning an
+      // ever-growing log for the ready line cost this (load-generating) process more CPU than the load did.
       output = "";
+      child.stdout?.off("data", onData);
+      child.stderr?.off("data", onData);
+      child.stdout?.resume();
+      child.stderr?.resume();
       resolve(found);
     };
     child.stdout?.on("data", onData);

@@ -294,6 +294,8 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
       await fw.stop();
       await app.close();
       await store.close();
+      // Log lines still buffered in the asynchronous destination.
+      await new Promise<void>((r) => log.flush(() => r()));
     },
   };
 }

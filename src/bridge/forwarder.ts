@@ -9,6 +9,13 @@ import type { BridgeConfig } from "./config.js";
 import type { Metrics } from "./metrics.js";
 
 const INSTANCE = `${hostname()}:${process.pid}`;
+/** Least time between two claims of a partly filled batch (see `loop`). */
+const MIN_CLAIM_GAP_MS = 2;
+
+/** Free delivery slots at which a channel is claimed for again. */
+const refillAt = (ch: Channel) => Math.max(1, Math.floor(ch.config.concurrency / 2));
+
+const pause = (ms: number) => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
 
 /**
  * Moves the outbox to the helpdesk: claims due rows per channel (bounded by the channel's concurrency and
@@ -63,6 +70,11 @@ export class Forwarder {
     while (this.running) {
       this.woken = false;
       let claimed = 0;
+      // A claim that came back full means a backlog: claim again at once. Otherwise new rows trickle in
+      // (one ingest commit, one finished delivery at a time); claiming on each of those wake-ups cost a write
+      // per message or two. Waiting MIN_CLAIM_GAP_MS between such claims lets them gather.
+      let full = false;
+      const claimStarted = performance.now();
       let sleepMs = this.cfg.pollMs;
       try {
         const now = this.now();
@@ -71,7 +83,7 @@ export class Forwarder {
           const busy = this.inflight.get(ch.id) ?? 0;
           const free = ch.config.concurrency - busy;
           // Refill in batches (below half full), not one claim per finished delivery: each claim is a write.
-          if (busy > 0 && free < Math.max(1, Math.floor(ch.config.concurrency / 2))) continue;
+          if (busy > 0 && free < refillAt(ch)) continue;
           const allowance = Math.min(this.cfg.batch, breaker.allowance(now, free));
           this.metrics.breakerOpen.set({ channel: ch.id }, breaker.current(now) === "closed" ? 0 : 1);
           if (breaker.current(now) === "open")
@@ -84,6 +96,7 @@ export class Forwarder {
             channels: [ch.id],
           });
           claimed += rows.length;
+          if (rows.length === allowance) full = true;
           for (const row of rows) this.dispatch(ch, row, breaker);
         }
         if (claimed === 0) {
@@ -95,9 +108,9 @@ export class Forwarder {
         this.log.error({ err }, "forwarder could not claim from the outbox");
       }
       if (!this.running) break;
-      if (claimed > 0 && this.hasRoom()) continue;
-      if (this.woken && this.hasRoom()) continue;
-      await this.sleep(claimed > 0 ? this.cfg.pollMs : sleepMs);
+      if (full && this.hasRoom()) continue;
+      if (!this.woken) await this.sleep(claimed > 0 ? this.cfg.pollMs : sleepMs);
+      if (this.running && this.hasRoom()) await pause(claimStarted + MIN_CLAIM_GAP_MS - performance.now());
     }
   }
 
@@ -133,9 +146,11 @@ export class Forwarder {
         ),
       )
       .finally(() => {
-        this.inflight.set(ch.id, (this.inflight.get(ch.id) ?? 1) - 1);
+        const busy = (this.inflight.get(ch.id) ?? 1) - 1;
+        this.inflight.set(ch.id, busy);
         this.active.delete(p);
-        this.wake();
+        // The loop refills a channel once it is half empty (see `loop`); waking it sooner does nothing.
+        if (ch.config.concurrency - busy >= refillAt(ch)) this.wake();
       });
     this.active.add(p);
   }

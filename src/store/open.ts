@@ -10,8 +10,8 @@ import { Store, type StoreOptions } from "./store.js";
 export function openStore(url: string, opts: StoreOptions = {}): Store {
   if (url.startsWith("sqlite:")) {
     const file = url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
-    const { db, raw } = openSqlite(file || ":memory:");
-    const hot = new SqliteHotPath(raw);
+    const { db, raw, mode } = openSqlite(file || ":memory:");
+    const hot = new SqliteHotPath(raw, mode);
     return new Store(
       db,
       "sqlite",

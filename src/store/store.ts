@@ -392,12 +392,14 @@ export class Store {
   }
 
   async optOut(channelId: string, customer: string): Promise<{ keyword: string; at: number } | undefined> {
-    const row = await this.db
-      .selectFrom("opt_outs")
-      .select(["opted_out", "keyword", "updated_at"])
-      .where("channel_id", "=", channelId)
-      .where("customer", "=", customer)
-      .executeTakeFirst();
+    const row = this.hot
+      ? this.hot.optOut(channelId, customer)
+      : await this.db
+          .selectFrom("opt_outs")
+          .select(["opted_out", "keyword", "updated_at"])
+          .where("channel_id", "=", channelId)
+          .where("customer", "=", customer)
+          .executeTakeFirst();
     return row && Number(row.opted_out) === 1 ? { keyword: row.keyword, at: row.updated_at } : undefined;
   }
 

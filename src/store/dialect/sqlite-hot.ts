@@ -3,6 +3,7 @@ import type Database from "better-sqlite3";
 import { keywordAction } from "../../core/optout.js";
 import { threadFor } from "../../core/threading.js";
 import type { ClaimedRow, FinishOp, IngestItem, IngestResult, ReplyClaim, SentRecord } from "../store.js";
+import type { SyncMode } from "./sqlite.js";
 
 /**
  * The three SQLite paths that run once per message — ingest, claim, finish — as synchronous prepared
@@ -21,7 +22,10 @@ export class SqliteHotPath {
   private prepared: ReturnType<SqliteHotPath["prepare"]> | undefined;
   private readonly finishStatements = new Map<string, Database.Statement>();
 
-  constructor(private readonly raw: Database.Database) {}
+  constructor(
+    private readonly raw: Database.Database,
+    private readonly mode: SyncMode,
+  ) {}
 
   // Prepared on first use: the tables exist only once migrations ran.
   private get s() {
@@ -53,6 +57,9 @@ export class SqliteHotPath {
       insertOutbox: raw.prepare(
         `INSERT INTO outbox (message_id, channel_id, payload, state, attempts, next_attempt_at, queued_at)
          VALUES (?, ?, ?, 'pending', 0, ?, ?)`,
+      ),
+      optOut: raw.prepare(
+        "SELECT opted_out, keyword, updated_at FROM opt_outs WHERE channel_id = ? AND customer = ?",
       ),
       reply: raw.prepare(
         "SELECT state, created_at, lease_until, answer_status, answer_body FROM replies WHERE channel_id = ? AND body_hash = ?",
@@ -187,6 +194,16 @@ export class SqliteHotPath {
     };
   }
 
+  /** The opt-out row (store.ts `optOut`), read on every staff reply. */
+  optOut(
+    channelId: string,
+    customer: string,
+  ): { opted_out: number; keyword: string; updated_at: number } | undefined {
+    return this.s.optOut.get(channelId, customer) as
+      | { opted_out: number; keyword: string; updated_at: number }
+      | undefined;
+  }
+
   /** Staff-reply idempotency (store.ts `claimReply` has the rules); commit not yet synced. */
   claimReply(channelId: string, hash: string, now: number, leaseMs: number, windowMs: number): ReplyClaim {
     return this.relaxed(() =>
@@ -303,12 +320,9 @@ export class SqliteHotPath {
     );
   }
 
+  /** Hot-path writes commit with synchronous=NORMAL; `syncWal` makes them durable before anyone is answered. */
   private relaxed<T>(fn: () => T): T {
-    this.raw.pragma("synchronous = NORMAL");
-    try {
-      return fn();
-    } finally {
-      this.raw.pragma("synchronous = FULL");
-    }
+    this.mode.normal();
+    return fn();
   }
 }

@@ -9,15 +9,41 @@ import { Database } from "./better-sqlite3.js";
  * SQLite through better-sqlite3: WAL, and synchronous=FULL so a commit is on disk before it returns —
  * an acknowledged message survives a power cut. Throughput comes from group commit, not weaker syncing.
  */
-export function openSqlite(file: string): { db: Kysely<Schema>; raw: BetterSqlite3.Database } {
+export function openSqlite(file: string): {
+  db: Kysely<Schema>;
+  raw: BetterSqlite3.Database;
+  mode: SyncMode;
+} {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
   const raw = new Database(file);
   raw.pragma("journal_mode = WAL");
   raw.pragma("synchronous = FULL");
   raw.pragma("busy_timeout = 5000");
   raw.pragma("foreign_keys = ON");
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingPrepare(raw) }) });
-  return { db, raw };
+  const mode = new SyncMode(raw);
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingPrepare(raw, mode) }) });
+  return { db, raw, mode };
+}
+
+/**
+ * The connection's `synchronous` setting, changed only when it must be. Kysely's writes commit with FULL (synced
+ * as they return); the hot path's with NORMAL followed by a shared WAL sync (sqlite-hot.ts). Both share one
+ * connection, so each side asks for its mode before it writes; a reply or an ingest batch that follows another
+ * hot-path write costs no pragma at all (measured: two pragmas per transaction were ~20 µs of a reply).
+ */
+export class SyncMode {
+  private current: "FULL" | "NORMAL" = "FULL";
+  constructor(private readonly raw: BetterSqlite3.Database) {}
+  full(): void {
+    if (this.current === "FULL") return;
+    this.raw.pragma("synchronous = FULL");
+    this.current = "FULL";
+  }
+  normal(): void {
+    if (this.current === "NORMAL") return;
+    this.raw.pragma("synchronous = NORMAL");
+    this.current = "NORMAL";
+  }
 }
 
 /**
@@ -25,7 +51,7 @@ export function openSqlite(file: string): { db: Kysely<Schema>; raw: BetterSqlit
  * Our queries are a small fixed set of SQL texts (values are parameters), so a statement cache keyed by the
  * SQL makes each query a lookup. Bounded in case a caller builds SQL with inlined values.
  */
-function cachingPrepare(raw: BetterSqlite3.Database) {
+function cachingPrepare(raw: BetterSqlite3.Database, mode: SyncMode) {
   const cache = new Map<string, BetterSqlite3.Statement>();
   return {
     close: () => raw.close(),
@@ -36,6 +62,8 @@ function cachingPrepare(raw: BetterSqlite3.Database) {
         if (cache.size >= 500) cache.clear();
         cache.set(sql, stmt);
       }
+      // Kysely's writes are durable when they return: FULL before any statement that writes.
+      if (!stmt.reader) mode.full();
       return stmt;
     },
   };
