@@ -70,7 +70,8 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
       ...(opts.logDestination ? { destination: opts.logDestination } : {}),
     });
   const now = opts.now ?? Date.now;
-  const store = openStore(config.database);
+  const metrics = createMetrics();
+  const store = openStore(config.database, { onWalSync: (s) => metrics.walSync.observe(s) });
   try {
     const applied = await store.migrate();
     if (applied.length) log.info({ applied }, "database migrations applied");
@@ -78,7 +79,6 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
     await store.close().catch(() => {});
     throw new Error(`database ${redactUrl(config.database)}: ${(err as Error).message}`);
   }
-  const metrics = createMetrics();
   const channels = new Map<string, Channel>();
   // Fastify types its logger as FastifyBaseLogger; pino's Logger is one, but the generics don't say so.
   const app = Fastify({

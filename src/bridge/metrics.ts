@@ -58,8 +58,15 @@ export function createMetrics() {
     labelNames: ["channel", "state"] as const,
     registers: [registry],
   });
+  const walSync = new Histogram({
+    name: "smsbridge_sqlite_wal_sync_seconds",
+    help: "SQLite only: time of each fdatasync of the WAL that acknowledgements wait for (the disk's sync latency).",
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
   return {
     registry,
+    walSync,
     inbound,
     forwardAttempts,
     outboxDepth,

@@ -98,7 +98,12 @@ async function underLoad(
     const target = acked.size + 200;
     await eventually(
       "200 acknowledgements after the database came back",
-      async () => (acked.size >= target ? true : undefined),
+      async () => {
+        // Say so if it is not a slow recovery but a dead process (e.g. SIGBUS on SQLite's WAL index map).
+        if (!bridge.alive())
+          throw new Error(`the bridge died (${bridge.child?.signalCode ?? bridge.child?.exitCode})`);
+        return acked.size >= target ? true : undefined;
+      },
       60_000,
     );
   } finally {

@@ -10,13 +10,18 @@ import { Store, type StoreOptions } from "./store.js";
 export function openStore(url: string, opts: StoreOptions = {}): Store {
   if (url.startsWith("sqlite:")) {
     const file = url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
-    const { db, raw, mode } = openSqlite(file || ":memory:");
-    const hot = new SqliteHotPath(raw, mode);
+    const { db, raw, mode, checkWritable, checkpointer } = openSqlite(file || ":memory:");
+    const hot = new SqliteHotPath(raw, mode, {
+      checkWritable,
+      ...(opts.onWalSync ? { onSync: opts.onWalSync } : {}),
+      ...(checkpointer ? { onCommit: () => checkpointer.committed() } : {}),
+    });
     return new Store(
       db,
       "sqlite",
       async () => {
         await hot.close();
+        await checkpointer?.close();
         await db.destroy();
         if (raw.open) raw.close();
       },

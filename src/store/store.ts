@@ -103,6 +103,8 @@ export interface FinishOp {
 }
 
 export interface StoreOptions {
+  /** SQLite: told the duration of each WAL sync, in seconds (a metric). */
+  onWalSync?: (seconds: number) => void;
   /** How many group-commit transactions may run at once (SQLite has one writer: 1). */
   commitConcurrency?: number;
   maxBatch?: number;
@@ -154,14 +156,9 @@ export class Store {
     );
   }
 
-  /**
-   * A synchronous SQLite transaction, resolved once the WAL is synced. Being synchronous, no two ever
-   * overlap on the single connection; the event loop stays free while the disk syncs.
-   */
-  private async hotWrite<T>(fn: () => T): Promise<T> {
-    const result = fn();
-    await this.hot!.syncWal();
-    return result;
+  /** A synchronous SQLite write, resolved once it is on disk (group-committed: `SqliteHotPath.write`). */
+  private hotWrite<T>(fn: () => T): Promise<T> {
+    return this.hot!.write(fn);
   }
 
   /** A Kysely transaction: PostgreSQL only (every SQLite write goes through the synchronous hot path). */

@@ -4,6 +4,8 @@ import type BetterSqlite3 from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
 import type { Database as Schema } from "../schema.js";
 import { Database } from "./better-sqlite3.js";
+import { SqliteCheckpointer } from "./sqlite-checkpointer.js";
+import { writableCheck } from "./sqlite-writable.js";
 
 /**
  * SQLite through better-sqlite3: WAL, and synchronous=FULL so a commit is on disk before it returns —
@@ -13,6 +15,9 @@ export function openSqlite(file: string): {
   db: Kysely<Schema>;
   raw: BetterSqlite3.Database;
   mode: SyncMode;
+  /** Throws if the files can no longer be written (sqlite-writable.ts); call before each write. */
+  checkWritable: () => void;
+  checkpointer?: SqliteCheckpointer;
 } {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
   const raw = new Database(file);
@@ -21,8 +26,14 @@ export function openSqlite(file: string): {
   raw.pragma("busy_timeout = 5000");
   raw.pragma("foreign_keys = ON");
   const mode = new SyncMode(raw);
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingPrepare(raw, mode) }) });
-  return { db, raw, mode };
+  const checkWritable = file === ":memory:" ? () => {} : writableCheck(file);
+  const db = new Kysely<Schema>({
+    dialect: new SqliteDialect({ database: cachingPrepare(raw, mode, checkWritable) }),
+  });
+  if (file === ":memory:") return { db, raw, mode, checkWritable };
+  // Checkpoints run on a worker thread (sqlite-checkpointer.ts says why), never inside one of our commits.
+  raw.pragma("wal_autocheckpoint = 0");
+  return { db, raw, mode, checkWritable, checkpointer: new SqliteCheckpointer(file) };
 }
 
 /**
@@ -51,7 +62,7 @@ export class SyncMode {
  * Our queries are a small fixed set of SQL texts (values are parameters), so a statement cache keyed by the
  * SQL makes each query a lookup. Bounded in case a caller builds SQL with inlined values.
  */
-function cachingPrepare(raw: BetterSqlite3.Database, mode: SyncMode) {
+function cachingPrepare(raw: BetterSqlite3.Database, mode: SyncMode, checkWritable: () => void) {
   const cache = new Map<string, BetterSqlite3.Statement>();
   return {
     close: () => raw.close(),
@@ -63,7 +74,10 @@ function cachingPrepare(raw: BetterSqlite3.Database, mode: SyncMode) {
         cache.set(sql, stmt);
       }
       // Kysely's writes are durable when they return: FULL before any statement that writes.
-      if (!stmt.reader) mode.full();
+      if (!stmt.reader) {
+        checkWritable();
+        mode.full();
+      }
       return stmt;
     },
   };
