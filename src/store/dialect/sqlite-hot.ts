@@ -5,9 +5,12 @@ import { threadFor } from "../../core/threading.js";
 import type { ClaimedRow, FinishOp, IngestItem, IngestResult, ReplyClaim, SentRecord } from "../store.js";
 import type { SyncMode } from "./sqlite.js";
 
+/** fdatasyncs of the WAL in flight at once (libuv's pool has 4 threads; the rest are for other I/O). */
+const MAX_SYNCS = 2;
+
 /**
- * The three SQLite paths that run once per message — ingest, claim, finish — as synchronous prepared
- * statements inside one better-sqlite3 transaction. Measured: Kysely's async layer over a synchronous driver
+ * The SQLite paths that run once per message or staff reply — ingest, claim, finish, a reply's idempotency
+ * claim and record — as synchronous prepared statements inside better-sqlite3 transactions. Measured: Kysely's async layer over a synchronous driver
  * costs several times what these statements do, and these paths bound the bridge's throughput. The same
  * rules run on PostgreSQL through Kysely (store.ts); the store suite runs both and must see the same results.
  *
@@ -18,9 +21,6 @@ import type { SyncMode } from "./sqlite.js";
  * outcomes are not synced at all: after a power cut they may be lost, which means a message is delivered
  * again with the same id (at-least-once), never that one is lost; the next WAL sync covers them too.
  */
-/** fdatasyncs of the WAL in flight at once (libuv's pool has 4 threads; the rest are for other I/O). */
-const MAX_SYNCS = 2;
-
 export class SqliteHotPath {
   private prepared: ReturnType<SqliteHotPath["prepare"]> | undefined;
   private readonly finishStatements = new Map<string, Database.Statement>();
@@ -115,9 +115,9 @@ export class SqliteHotPath {
 
   /**
    * Runs a synchronous write and resolves once it is on disk. While a WAL sync is running, writes queued in
-   * the same turn of the event loop commit together, in one transaction (each inside its own savepoint, so one failing undoes only itself),
-   * followed by one WAL sync: at 1,000 staff replies/s a commit per write wrote ~10 WAL pages per reply, most
-   * of them the same few B-tree pages again and again.
+   * the same turn of the event loop commit together, in one transaction (each inside its own savepoint, so
+   * one failing undoes only itself), followed by one WAL sync: at 1,000 staff replies/s a commit per write
+   * wrote ~10 WAL pages per reply, most of them the same few B-tree pages again and again.
    */
   write<T>(fn: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
