@@ -1,16 +1,25 @@
 // Bridge throughput, each figure next to a baseline measured in the same run:
 // - durable ingest: Twilio-signed form webhooks (each a different message) → verified → committed with
-//   synchronous=FULL → acknowledged, while the forwarder runs; baseline: a bare node:http server.
+//   synchronous=FULL → acknowledged, while the forwarder runs; baseline: a bare node:http server. Next to it,
+//   the CPU each process spent per message (bridge, generator, sink) against the bare server's per request.
 // - forwarding: a standing backlog drained to a bare sink, each body signed; baseline: a plain keep-alive
 //   client POSTing the same bodies to the same sink at the same concurrency.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { sign } from "../src/protocol/signature.js";
 import { computeSignature } from "../src/providers/twilio/signature.js";
 import { Database } from "../src/store/dialect/better-sqlite3.js";
 import { openStore } from "../src/store/open.js";
-import { type BenchResult, load, smsbridgeCommand, startBare, startChild, withBaseline } from "./lib.js";
+import {
+  type BenchResult,
+  cpuSeconds,
+  load,
+  smsbridgeCommand,
+  startBare,
+  startChild,
+  withBaseline,
+} from "./lib.js";
 
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
 const TOKEN = "bench-twilio-auth-token";
@@ -85,6 +94,11 @@ function twilioWebhook() {
   };
 }
 
+/** Cores busy on average over a run, all three processes together. */
+function cpuCores(cpu: { bridge: number; sink: number; gen: number }, seconds: number): string {
+  return ((cpu.bridge + cpu.sink + cpu.gen) / seconds).toFixed(2);
+}
+
 async function pendingCount(db: string): Promise<number> {
   const raw = new Database(db, { readonly: true, fileMustExist: true });
   try {
@@ -105,18 +119,28 @@ export default async function run(): Promise<BenchResult[]> {
     // more connections; a durable one acknowledges after a disk sync, so its throughput grows with how many
     // webhooks arrive together (they share a commit). Providers deliver webhooks concurrently.
     for (const connections of CONNECTION_LEVELS) {
+      const bareCpu0 = cpuSeconds(bare.pid);
       const bareRun = await load({
         url: bare.url,
         connections,
         durationSec: SECONDS,
         requests: twilioWebhook,
       });
+      const bareCpu = cpuSeconds(bare.pid) - bareCpu0;
       const db = join(dir, `ingest-${connections}.db`);
       const bridge = await startBridge(config(dir, sink.url, db));
       let ingest: Awaited<ReturnType<typeof load>>;
+      let cpu: { bridge: number; sink: number; gen: number };
       try {
         await load({ url: bridge.url, connections, durationSec: 1, requests: twilioWebhook }); // warm-up
+        const cpu0 = { bridge: cpuSeconds(bridge.pid), sink: cpuSeconds(sink.pid), gen: process.cpuUsage() };
         ingest = await load({ url: bridge.url, connections, durationSec: SECONDS, requests: twilioWebhook });
+        const gen = process.cpuUsage(cpu0.gen);
+        cpu = {
+          bridge: cpuSeconds(bridge.pid) - cpu0.bridge,
+          sink: cpuSeconds(sink.pid) - cpu0.sink,
+          gen: (gen.user + gen.system) / 1e6,
+        };
       } finally {
         await bridge.close();
       }
@@ -131,6 +155,20 @@ export default async function run(): Promise<BenchResult[]> {
             note: `p50 ${ingest.p50} ms, p99 ${ingest.p99} ms; forwarder running`,
           },
           { name: "bare node:http", value: bareRun.rps },
+        ),
+      );
+      // What bounds it, measured in the same run: CPU per message of every process on the machine (the
+      // kernel's count, all threads), next to what the bare server spends per request.
+      const us = (seconds: number, n: number) => (n > 0 ? (seconds * 1e6) / n : Number.NaN);
+      results.push(
+        withBaseline(
+          {
+            name: `bridge CPU per ingested message, ${connections} connections`,
+            value: us(cpu.bridge, ingest.total),
+            unit: "µs",
+            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all`,
+          },
+          { name: "bare node:http CPU per request", value: us(bareCpu, bareRun.total) },
         ),
       );
     }

@@ -1,7 +1,8 @@
 // Shared bench harness: servers in child processes, autocannon load, and a common result shape.
 // Servers run in their own process so the load generator and the server do not share one event loop.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 
@@ -239,4 +240,20 @@ export function opsPerSec(fn: () => unknown, seconds = 3): number {
  */
 export function smsbridgeCommand(...nodeArgs: string[]): string[] {
   return [process.execPath, ...nodeArgs, "bin/smsbridge.js"];
+}
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may contain spaces) start at field 3; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }

@@ -7,13 +7,13 @@
 // On a small machine the generator and the server share the cores. A ceiling measured here is therefore the
 // generator's rate while the server also runs, not alone; the CPU each used is reported next to it so a reader
 // can see who was saturated.
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { computeSignature } from "../src/providers/twilio/signature.js";
-import { type BenchResult, load, startBare, withBaseline } from "./lib.js";
+import { type BenchResult, cpuSeconds, load, startBare, withBaseline } from "./lib.js";
 
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
 const TOKEN = "bench-twilio-auth-token";
@@ -53,22 +53,6 @@ function twilioWebhook(): { headers: Record<string, string>; body: string } {
     },
     body: new URLSearchParams(params).toString(),
   };
-}
-
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may contain spaces) start at field 3; utime and stime are 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
 const pct = (cpu: number, wall: number) => `${Math.round((cpu / wall) * 100)}%`;
