@@ -21,7 +21,6 @@ export function openSqlite(file: string): {
 } {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
   const raw = new Database(file);
-  if (process.env.PGSZ) raw.pragma(`page_size = ${process.env.PGSZ}`);
   raw.pragma("journal_mode = WAL");
   raw.pragma("synchronous = FULL");
   raw.pragma("busy_timeout = 5000");
