@@ -130,8 +130,7 @@ export class Store {
     private readonly url?: string,
   ) {
     this.ingestQueue = new GroupCommit(
-      (items) =>
-        hot ? this.hotWrite(() => hot.ingest(items)) : this.tx((trx) => this.ingestBatch(trx, items, true)),
+      (items) => (hot ? hot.ingest(items) : this.tx((trx) => this.ingestBatch(trx, items, true))),
       {
         // Up to 4 batches in flight: while one waits for its WAL sync (milliseconds on a busy disk), the
         // next commits (synchronously, so commits never overlap) and joins the next sync.
@@ -154,11 +153,6 @@ export class Store {
         maxBatch: opts.maxBatch ?? 256,
       },
     );
-  }
-
-  /** A synchronous SQLite write, resolved once it is on disk (group-committed: `SqliteHotPath.write`). */
-  private hotWrite<T>(fn: () => T): Promise<T> {
-    return this.hot!.write(fn);
   }
 
   /** A Kysely transaction: PostgreSQL only (every SQLite write goes through the synchronous hot path). */
@@ -409,7 +403,7 @@ export class Store {
     reply?: { hash: string; status: number; body: string },
   ): Promise<{ messageId: number; threadId?: string }> {
     const hot = this.hot;
-    if (hot) return this.hotWrite(() => hot.recordSent(rec, reply));
+    if (hot) return hot.recordSent(rec, reply);
     return this.tx(async (trx) => {
       let threadId = rec.threadId ?? undefined;
       if (!threadId && rec.direction === "outbound")
@@ -501,7 +495,7 @@ export class Store {
   async claimReply(channelId: string, hash: string, now: number, leaseMs: number): Promise<ReplyClaim> {
     const hot = this.hot;
     // Durable before the caller sends: a crash after sending must find this record.
-    if (hot) return this.hotWrite(() => hot.claimReply(channelId, hash, now, leaseMs, REPLY_WINDOW_MS));
+    if (hot) return hot.claimReply(channelId, hash, now, leaseMs, REPLY_WINDOW_MS);
     return this.tx(async (trx) => {
       const row = await trx
         .selectFrom("replies")
@@ -544,7 +538,7 @@ export class Store {
     messageId?: number,
   ): Promise<void> {
     const hot = this.hot;
-    if (hot) return this.hotWrite(() => hot.answerReply(channelId, hash, status, body, messageId));
+    if (hot) return hot.answerReply(channelId, hash, status, body, messageId);
     await this.tx((trx) => this.writeReplyAnswer(trx, channelId, hash, status, body, messageId));
   }
 
@@ -567,7 +561,7 @@ export class Store {
   /** Forgets a reply attempt that certainly sent nothing (retryable failure), so a repeat may try again. */
   async abandonReply(channelId: string, hash: string): Promise<void> {
     const hot = this.hot;
-    if (hot) return this.hotWrite(() => hot.dropReply(channelId, hash));
+    if (hot) return hot.dropReply(channelId, hash);
     await this.tx((trx) =>
       trx.deleteFrom("replies").where("channel_id", "=", channelId).where("body_hash", "=", hash).execute(),
     );

@@ -12,15 +12,16 @@ import type BetterSqlite3 from "better-sqlite3";
 const require = createRequire(import.meta.url);
 const major = Number(process.versions.node.split(".")[0]);
 
-function load(): typeof BetterSqlite3 {
+/** The module to load, resolved to a path (a worker thread loads the same one: sqlite-checkpointer.ts). */
+export const betterSqlite3Path: string = (() => {
   if (major >= 22) {
     try {
-      return require("better-sqlite3-node22") as typeof BetterSqlite3;
+      return require.resolve("better-sqlite3-node22");
     } catch {
       // Not installed (node_modules made by an older Node): 12.x still works, apart from the exit abort.
     }
   }
-  return require("better-sqlite3") as typeof BetterSqlite3;
-}
+  return require.resolve("better-sqlite3");
+})();
 
-export const Database: typeof BetterSqlite3 = load();
+export const Database: typeof BetterSqlite3 = require(betterSqlite3Path) as typeof BetterSqlite3;

@@ -1,5 +1,5 @@
-import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
+import { betterSqlite3Path } from "./better-sqlite3.js";
 
 /**
  * Copies the WAL back into the database file from a worker thread, on its own connection.
@@ -17,20 +17,10 @@ export class SqliteCheckpointer {
   private readonly commits = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(file: string, intervalMs = 50) {
-    const require = createRequire(import.meta.url);
-    const major = Number(process.versions.node.split(".")[0]);
-    // The same better-sqlite3 build the main connection uses (better-sqlite3.ts explains the two majors).
-    let module = require.resolve("better-sqlite3");
-    if (major >= 22) {
-      try {
-        module = require.resolve("better-sqlite3-node22");
-      } catch {
-        // not installed: 12.x
-      }
-    }
     this.worker = new Worker(WORKER, {
       eval: true,
-      workerData: { file, module, intervalMs, commits: this.commits },
+      // The same better-sqlite3 build the main connection uses (better-sqlite3.ts explains the two majors).
+      workerData: { file, module: betterSqlite3Path, intervalMs, commits: this.commits },
     });
     // A checkpointer must never keep the process alive, nor take it down: the main connection falls back
     // to nothing worse than a growing WAL.

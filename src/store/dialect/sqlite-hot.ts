@@ -102,9 +102,9 @@ export class SqliteHotPath {
     };
   }
 
-  /** Commits the batch (not yet synced: call `syncWal` before acknowledging it). */
-  ingest(items: IngestItem[]): IngestResult[] {
-    return this.relaxed(() => this.raw.transaction(() => items.map((item) => this.ingestOne(item)))());
+  /** Commits the batch; resolves once it is on disk (see `write`). */
+  ingest(items: IngestItem[]): Promise<IngestResult[]> {
+    return this.write(() => items.map((item) => this.ingestOne(item)));
   }
 
   private queuedWrites: Array<{
@@ -280,74 +280,86 @@ export class SqliteHotPath {
       | undefined;
   }
 
-  /** Staff-reply idempotency (store.ts `claimReply` has the rules); commit not yet synced. */
-  claimReply(channelId: string, hash: string, now: number, leaseMs: number, windowMs: number): ReplyClaim {
-    return this.relaxed(() =>
-      this.raw.transaction((): ReplyClaim => {
-        const row = this.s.reply.get(channelId, hash) as
-          | {
-              state: string;
-              created_at: number;
-              lease_until: number;
-              answer_status: number | null;
-              answer_body: string | null;
-            }
-          | undefined;
-        if (row && now - row.created_at < windowMs) {
-          if (row.state === "done")
-            return { kind: "done", status: row.answer_status ?? 500, body: row.answer_body ?? "" };
-          return row.lease_until > now ? { kind: "busy" } : { kind: "interrupted" };
-        }
-        this.s.takeReply.run(channelId, hash, now, now + leaseMs);
-        return { kind: "new" };
-      })(),
-    );
+  /** Staff-reply idempotency (store.ts `claimReply` has the rules). */
+  claimReply(
+    channelId: string,
+    hash: string,
+    now: number,
+    leaseMs: number,
+    windowMs: number,
+  ): Promise<ReplyClaim> {
+    return this.write((): ReplyClaim => {
+      const row = this.s.reply.get(channelId, hash) as
+        | {
+            state: string;
+            created_at: number;
+            lease_until: number;
+            answer_status: number | null;
+            answer_body: string | null;
+          }
+        | undefined;
+      if (row && now - row.created_at < windowMs) {
+        if (row.state === "done")
+          return { kind: "done", status: row.answer_status ?? 500, body: row.answer_body ?? "" };
+        return row.lease_until > now ? { kind: "busy" } : { kind: "interrupted" };
+      }
+      this.s.takeReply.run(channelId, hash, now, now + leaseMs);
+      return { kind: "new" };
+    });
   }
 
-  answerReply(channelId: string, hash: string, status: number, body: string, messageId?: number): void {
-    this.relaxed(() => this.s.answerReply.run(status, body, messageId ?? null, channelId, hash));
+  answerReply(
+    channelId: string,
+    hash: string,
+    status: number,
+    body: string,
+    messageId?: number,
+  ): Promise<void> {
+    return this.write(() => {
+      this.s.answerReply.run(status, body, messageId ?? null, channelId, hash);
+    });
   }
 
-  dropReply(channelId: string, hash: string): void {
-    this.relaxed(() => this.s.dropReply.run(channelId, hash));
+  dropReply(channelId: string, hash: string): Promise<void> {
+    return this.write(() => {
+      this.s.dropReply.run(channelId, hash);
+    });
   }
 
-  /** store.ts `recordSent`, as one synchronous transaction; commit not yet synced. */
+  /** store.ts `recordSent`: the sent message, its provider refs, thread and stored answer, together. */
   recordSent(
     rec: SentRecord,
     reply?: { hash: string; status: number; body: string },
-  ): { messageId: number; threadId?: string } {
-    return this.relaxed(() =>
-      this.raw.transaction(() => {
-        const s = this.s;
-        let threadId = rec.threadId ?? undefined;
-        if (!threadId && rec.direction === "outbound") {
-          threadId = (s.thread.get(rec.channelId, rec.customer) as { thread_id: string } | undefined)
-            ?.thread_id;
-        }
-        const inserted = s.insertSent.get(
-          rec.channelId,
-          rec.direction,
-          rec.provider,
-          rec.providerIds[0] ?? null,
-          rec.customer,
-          rec.channelNumber,
-          rec.body,
-          threadId ?? null,
-          rec.createdAt,
-          rec.createdAt,
-        ) as { id: number };
-        for (const pid of rec.providerIds) s.insertRef.run(rec.channelId, rec.provider, pid, inserted.id);
-        if (threadId && (rec.adoptThread || rec.direction === "outbound")) {
-          s.saveThread.run(rec.channelId, rec.customer, threadId, rec.createdAt);
-        }
-        if (rec.payload) {
-          s.insertOutbox.run(inserted.id, rec.channelId, rec.payload(threadId), rec.createdAt, rec.createdAt);
-        }
-        if (reply) s.answerReply.run(reply.status, reply.body, inserted.id, rec.channelId, reply.hash);
-        return { messageId: inserted.id, ...(threadId ? { threadId } : {}) };
-      })(),
-    );
+  ): Promise<{ messageId: number; threadId?: string }> {
+    return this.write(() => {
+      const s = this.s;
+      let threadId = rec.threadId ?? undefined;
+      if (!threadId && rec.direction === "outbound") {
+        threadId = (s.thread.get(rec.channelId, rec.customer) as { thread_id: string } | undefined)
+          ?.thread_id;
+      }
+      const inserted = s.insertSent.get(
+        rec.channelId,
+        rec.direction,
+        rec.provider,
+        rec.providerIds[0] ?? null,
+        rec.customer,
+        rec.channelNumber,
+        rec.body,
+        threadId ?? null,
+        rec.createdAt,
+        rec.createdAt,
+      ) as { id: number };
+      for (const pid of rec.providerIds) s.insertRef.run(rec.channelId, rec.provider, pid, inserted.id);
+      if (threadId && (rec.adoptThread || rec.direction === "outbound")) {
+        s.saveThread.run(rec.channelId, rec.customer, threadId, rec.createdAt);
+      }
+      if (rec.payload) {
+        s.insertOutbox.run(inserted.id, rec.channelId, rec.payload(threadId), rec.createdAt, rec.createdAt);
+      }
+      if (reply) s.answerReply.run(reply.status, reply.body, inserted.id, rec.channelId, reply.hash);
+      return { messageId: inserted.id, ...(threadId ? { threadId } : {}) };
+    });
   }
 
   claim(opts: { limit: number; leaseMs: number; now: number; channel: string; token: string }): ClaimedRow[] {
