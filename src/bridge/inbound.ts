@@ -129,17 +129,19 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     d.metrics.inbound.inc({ channel: ch.id, result: r.status });
     if (r.status === "stored") {
       d.onStored();
-      // Per-message lines are debug: at thousands per second they would cost more than the work they log.
-      d.log.debug(
-        {
-          channel: ch.id,
-          id,
-          from: d.maskPhones ? maskPhone(m.from) : m.from,
-          thread: r.threadId,
-          keyword: r.keyword,
-        },
-        "customer message stored",
-      );
+      // Per-message lines are debug: at thousands per second they would cost more than the work they log
+      // (even building the line when debug is off).
+      if (d.log.isLevelEnabled("debug"))
+        d.log.debug(
+          {
+            channel: ch.id,
+            id,
+            from: d.maskPhones ? maskPhone(m.from) : m.from,
+            thread: r.threadId,
+            keyword: r.keyword,
+          },
+          "customer message stored",
+        );
     }
   }
 

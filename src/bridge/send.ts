@@ -37,7 +37,14 @@ export async function sendThroughProvider(
       },
     };
   }
-  const deadline = AbortSignal.timeout(deadlineMs);
+  // A timer cleared once the provider answered: AbortSignal.timeout's timer would still fire later, building
+  // a DOMException for every reply already answered.
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("provider deadline", "TimeoutError")),
+    deadlineMs,
+  );
+  const deadline = controller.signal;
   let result: SendResult;
   try {
     result = await ch.adapter.send(sms, { signal: deadline });
@@ -47,6 +54,8 @@ export async function sendThroughProvider(
       deps.log.error({ err, channel: ch.id }, "provider adapter threw");
       result = { kind: "retryable", reason: `provider call failed: ${(err as Error).message}` };
     }
+  } finally {
+    clearTimeout(timer);
   }
   if (deadline.aborted && result.kind !== "sent") {
     // The provider may have accepted it after we stopped waiting: the outcome is unknown, so never resend.

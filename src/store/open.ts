@@ -14,7 +14,9 @@ export function openStore(url: string, opts: StoreOptions = {}): Store {
     const hot = new SqliteHotPath(raw, mode, {
       checkWritable,
       ...(opts.onWalSync ? { onSync: opts.onWalSync } : {}),
-      ...(checkpointer ? { onCommit: () => checkpointer.committed() } : {}),
+      ...(checkpointer
+        ? { onCommit: () => checkpointer.committed(), beforeCommit: () => checkpointer.beforeCommit(raw) }
+        : {}),
     });
     return new Store(
       db,

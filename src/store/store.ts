@@ -130,7 +130,8 @@ export class Store {
     private readonly url?: string,
   ) {
     this.ingestQueue = new GroupCommit(
-      (items) => (hot ? hot.ingest(items) : this.tx((trx) => this.ingestBatch(trx, items, true))),
+      // PostgreSQL only: on SQLite the hot path batches ingest itself.
+      (items) => this.tx((trx) => this.ingestBatch(trx, items, true)),
       {
         // Up to 4 batches in flight: while one waits for its WAL sync (milliseconds on a busy disk), the
         // next commits (synchronously, so commits never overlap) and joins the next sync.
@@ -181,6 +182,7 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    await this.hot?.drain();
     await this.ingestQueue.drain();
     await this.finishQueue.drain();
     await this.onClose();
@@ -190,7 +192,7 @@ export class Store {
 
   /** Dedupes, stores the message and its outbox row in one transaction shared with concurrent callers. */
   ingest(item: IngestItem): Promise<IngestResult> {
-    return this.ingestQueue.submit(item);
+    return this.hot ? this.hot.ingest(item) : this.ingestQueue.submit(item);
   }
 
   private async ingestBatch(
@@ -396,15 +398,26 @@ export class Store {
 
   // ---- messages we sent ------------------------------------------------------------------------------------
 
-  /** Records a sent SMS (staff reply or API send), its provider ids for status callbacks, and its outbox copy. */
+  /**
+   * Records a sent SMS (staff reply or API send), its provider ids for status callbacks, and its outbox copy.
+   *
+   * With a staff reply's idempotency answer, the record resolves once committed, without waiting for the disk
+   * sync (the sync follows and covers it). What that sync protects is only the stored answer: the reply's
+   * "sending" claim was durable before the SMS went out, so a power cut in between turns a repeat of this
+   * webhook into a 409 ("may have been sent"), never into a second SMS. Waiting would put a second disk sync
+   * on every staff reply, and this disk's sync stalls are what set the reply path's p99.
+   */
   async recordSent(
     rec: SentRecord,
-    /** A staff reply's idempotency answer, stored in the same transaction (one disk sync, not two). */
+    /** A staff reply's idempotency answer, stored in the same transaction. */
     reply?: { hash: string; status: number; body: string },
   ): Promise<{ messageId: number; threadId?: string }> {
     const hot = this.hot;
-    if (hot) return hot.recordSent(rec, reply);
+    const durable = !reply;
+    if (hot) return hot.recordSent(rec, reply, { durable });
     return this.tx(async (trx) => {
+      // PostgreSQL's equivalent: the commit is visible at once and the WAL writer flushes it moments later.
+      if (!durable && this.dialect === "postgres") await sql`SET LOCAL synchronous_commit = off`.execute(trx);
       let threadId = rec.threadId ?? undefined;
       if (!threadId && rec.direction === "outbound")
         threadId = (await this.threadState(trx, rec.channelId, rec.customer))?.threadId;

@@ -5,6 +5,8 @@ import { threadFor } from "../../core/threading.js";
 import type { ClaimedRow, FinishOp, IngestItem, IngestResult, ReplyClaim, SentRecord } from "../store.js";
 import type { SyncMode } from "./sqlite.js";
 
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
 /** fdatasyncs of the WAL in flight at once (libuv's pool has 4 threads; the rest are for other I/O). */
 const MAX_SYNCS = 2;
 
@@ -31,6 +33,8 @@ export class SqliteHotPath {
     private readonly hooks: {
       /** Throws if the database can no longer be written (sqlite-writable.ts). */
       checkWritable?: () => void;
+      /** Runs before each commit, once the files are known to be writable (the checkpointer's catch-up). */
+      beforeCommit?: () => void;
       /** Called after each commit (the checkpointer's cue). */
       onCommit?: () => void;
       /** Told how long each WAL sync took, in seconds. */
@@ -42,6 +46,52 @@ export class SqliteHotPath {
   private get s() {
     this.prepared ??= this.prepare();
     return this.prepared;
+  }
+
+  private transactions: ReturnType<SqliteHotPath["transactionFns"]> | undefined;
+
+  // Built once: better-sqlite3's transaction() compiles a new wrapper on every call, which showed in profiles.
+  private get tx() {
+    this.transactions ??= this.transactionFns();
+    return this.transactions;
+  }
+
+  private transactionFns() {
+    const s = {
+      savepoint: this.raw.prepare("SAVEPOINT write"),
+      release: this.raw.prepare("RELEASE write"),
+      rollbackTo: this.raw.prepare("ROLLBACK TO write"),
+    };
+    return {
+      /** A group-committed batch: one transaction, a savepoint per write so a failing one undoes only itself. */
+      batch: this.raw.transaction((batch: Array<{ fn: () => unknown }>, outcomes: Outcome[]) => {
+        for (const w of batch) {
+          s.savepoint.run();
+          try {
+            outcomes.push({ ok: true, value: w.fn() });
+            s.release.run();
+          } catch (error) {
+            // An I/O error (disk full, read-only file system) makes SQLite roll the whole transaction back;
+            // the writes after it must not run outside one. The batch fails as a whole.
+            if (!this.raw.inTransaction) throw error;
+            s.rollbackTo.run();
+            s.release.run();
+            outcomes.push({ ok: false, error });
+          }
+        }
+      }),
+      finish: this.raw.transaction((ops: FinishOp[]) =>
+        ops.map((op) => {
+          const cols = Object.keys(op.set);
+          // Column names come from our own FinishOp keys, never from input.
+          const sql = `UPDATE outbox SET ${cols.map((c) => `${c} = ?`).join(", ")} WHERE id = ? AND claim_token = ? AND state = 'pending'`;
+          const values = cols.map((c) => (op.set as Record<string, unknown>)[c]);
+          const stmt = this.finishStatements.get(sql) ?? this.raw.prepare(sql);
+          this.finishStatements.set(sql, stmt);
+          return stmt.run(...values, op.id, op.token).changes === 1;
+        }),
+      ),
+    };
   }
 
   private prepare() {
@@ -102,13 +152,27 @@ export class SqliteHotPath {
     };
   }
 
-  /** Commits the batch; resolves once it is on disk (see `write`). */
-  ingest(items: IngestItem[]): Promise<IngestResult[]> {
-    return this.write(() => items.map((item) => this.ingestOne(item)));
+  /**
+   * Stores one provider message; resolves once it is on disk. `write` batches the messages that arrive
+   * together into one transaction and one sync (no second queue in front of it: that cost a turn of the
+   * event loop and a promise chain per batch).
+   */
+  ingest(item: IngestItem): Promise<IngestResult> {
+    return this.write(() => this.ingestOne(item));
+  }
+
+  private pendingWrites = 0;
+  private drained: Array<() => void> = [];
+
+  /** Resolves when every write queued so far has settled. */
+  drain(): Promise<void> {
+    if (this.pendingWrites === 0) return Promise.resolve();
+    return new Promise((r) => this.drained.push(r));
   }
 
   private queuedWrites: Array<{
     fn: () => unknown;
+    durable: boolean;
     resolve: (v: unknown) => void;
     reject: (e: unknown) => void;
   }> = [];
@@ -118,10 +182,25 @@ export class SqliteHotPath {
    * the same turn of the event loop commit together, in one transaction (each inside its own savepoint, so
    * one failing undoes only itself), followed by one WAL sync: at 1,000 staff replies/s a commit per write
    * wrote ~10 WAL pages per reply, most of them the same few B-tree pages again and again.
+   *
+   * `durable: false` resolves once the write is committed (safe from a crash of this process, not yet from a
+   * power cut) instead of once it is synced; the sync still runs, and covers it.
    */
-  write<T>(fn: () => T): Promise<T> {
+  write<T>(fn: () => T, opts: { durable: boolean } = { durable: true }): Promise<T> {
+    this.pendingWrites++;
     return new Promise<T>((resolve, reject) => {
-      this.queuedWrites.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.queuedWrites.push({
+        fn,
+        durable: opts.durable,
+        resolve: (v) => {
+          this.settled();
+          resolve(v as T);
+        },
+        reject: (e) => {
+          this.settled();
+          reject(e);
+        },
+      });
       if (this.queuedWrites.length > 1) return;
       // Idle disk: commit now, nothing to share a sync with. Busy: wait for this turn of the loop to end.
       if (this.syncsRunning === 0) void this.commitQueued();
@@ -129,37 +208,42 @@ export class SqliteHotPath {
     });
   }
 
+  private settled(): void {
+    if (--this.pendingWrites === 0) for (const f of this.drained.splice(0)) f();
+  }
+
   private async commitQueued(): Promise<void> {
     const batch = this.queuedWrites.splice(0);
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    const outcomes: Outcome[] = [];
     try {
       this.hooks.checkWritable?.();
-      this.relaxed(() =>
-        this.raw.transaction(() => {
-          for (const w of batch) {
-            try {
-              outcomes.push({ ok: true, value: this.raw.transaction(w.fn)() });
-            } catch (error) {
-              // An I/O error (disk full, read-only file system) makes SQLite roll the whole transaction back;
-              // the writes after it must not run outside one. The batch fails as a whole.
-              if (!this.raw.inTransaction) throw error;
-              outcomes.push({ ok: false, error });
-            }
-          }
-        })(),
-      );
+      this.hooks.beforeCommit?.();
+      this.relaxed(() => this.tx.batch(batch, outcomes));
       this.hooks.onCommit?.();
-      await this.syncWal();
     } catch (error) {
-      // The commit or the sync failed: nothing in the batch may be reported as written.
+      // The commit failed: nothing in the batch may be reported as written.
       for (const w of batch) w.reject(error);
       return;
     }
-    for (const [i, w] of batch.entries()) {
-      const o = outcomes[i]!;
-      if (o.ok) w.resolve(o.value);
-      else w.reject(o.error);
+    const settle = (durable: boolean) => {
+      for (const [i, w] of batch.entries()) {
+        if (w.durable !== durable) continue;
+        const o = outcomes[i]!;
+        if (o.ok) w.resolve(o.value);
+        else w.reject(o.error);
+      }
+    };
+    settle(false);
+    // Nothing here waits for the disk: the next sync (a durable write's, or the checkpoint's) covers this commit.
+    if (batch.every((w) => !w.durable)) return;
+    try {
+      await this.syncWal();
+    } catch (error) {
+      // Committed but maybe not on disk: none of the durable writes may be reported as written.
+      for (const w of batch) if (w.durable) w.reject(error);
+      return;
     }
+    settle(true);
   }
 
   private wal: Promise<FileHandle | undefined> | undefined;
@@ -330,6 +414,7 @@ export class SqliteHotPath {
   recordSent(
     rec: SentRecord,
     reply?: { hash: string; status: number; body: string },
+    opts: { durable: boolean } = { durable: true },
   ): Promise<{ messageId: number; threadId?: string }> {
     return this.write(() => {
       const s = this.s;
@@ -359,7 +444,7 @@ export class SqliteHotPath {
       }
       if (reply) s.answerReply.run(reply.status, reply.body, inserted.id, rec.channelId, reply.hash);
       return { messageId: inserted.id, ...(threadId ? { threadId } : {}) };
-    });
+    }, opts);
   }
 
   claim(opts: { limit: number; leaseMs: number; now: number; channel: string; token: string }): ClaimedRow[] {
@@ -393,24 +478,13 @@ export class SqliteHotPath {
   }
 
   finish(ops: FinishOp[]): boolean[] {
-    return this.committed(() =>
-      this.raw.transaction(() =>
-        ops.map((op) => {
-          const cols = Object.keys(op.set);
-          // Column names come from our own FinishOp keys, never from input.
-          const sql = `UPDATE outbox SET ${cols.map((c) => `${c} = ?`).join(", ")} WHERE id = ? AND claim_token = ? AND state = 'pending'`;
-          const values = cols.map((c) => (op.set as Record<string, unknown>)[c]);
-          const stmt = this.finishStatements.get(sql) ?? this.raw.prepare(sql);
-          this.finishStatements.set(sql, stmt);
-          return stmt.run(...values, op.id, op.token).changes === 1;
-        }),
-      )(),
-    );
+    return this.committed(() => this.tx.finish(ops));
   }
 
   /** A write outside `write()` (claims, outcomes: not synced), reported to the checkpointer once it committed. */
   private committed<T>(fn: () => T): T {
     this.hooks.checkWritable?.();
+    this.hooks.beforeCommit?.();
     const result = this.relaxed(fn);
     this.hooks.onCommit?.();
     return result;

@@ -11,7 +11,10 @@ import { writableCheck } from "./sqlite-writable.js";
  * SQLite through better-sqlite3: WAL, and synchronous=FULL so a commit is on disk before it returns —
  * an acknowledged message survives a power cut. Throughput comes from group commit, not weaker syncing.
  */
-export function openSqlite(file: string): {
+export function openSqlite(
+  file: string,
+  opts: { checkpoint?: ConstructorParameters<typeof SqliteCheckpointer>[1] } = {},
+): {
   db: Kysely<Schema>;
   raw: BetterSqlite3.Database;
   mode: SyncMode;
@@ -33,7 +36,13 @@ export function openSqlite(file: string): {
   if (file === ":memory:") return { db, raw, mode, checkWritable };
   // Checkpoints run on a worker thread (sqlite-checkpointer.ts says why), never inside one of our commits.
   raw.pragma("wal_autocheckpoint = 0");
-  return { db, raw, mode, checkWritable, checkpointer: new SqliteCheckpointer(file) };
+  return {
+    db,
+    raw,
+    mode,
+    checkWritable,
+    checkpointer: new SqliteCheckpointer(file, opts.checkpoint),
+  };
 }
 
 /**
