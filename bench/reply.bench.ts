@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { Pool } from "undici";
 import { sign } from "../src/protocol/signature.js";
 import { Database } from "../src/store/dialect/better-sqlite3.js";
-import { type BenchResult, load, smsbridgeCommand, startChild, withBaseline } from "./lib.js";
+import { type BenchResult, cpuSeconds, load, smsbridgeCommand, startChild, withBaseline } from "./lib.js";
 
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
 const TOKEN = "bench-twilio-auth-token";
@@ -332,6 +332,8 @@ export default async function run(): Promise<BenchResult[]> {
     let capacity: Awaited<ReturnType<typeof load>>;
     let syncs: Map<string, number>;
     let directBurst: number[];
+    let providerCpu: number;
+    let bridgeCpu: number;
     let viaBurst: number[];
     try {
       // Warm-up both paths (JIT, connection pools, SQLite page cache), then measure.
@@ -346,9 +348,13 @@ export default async function run(): Promise<BenchResult[]> {
         durationSec: 3,
         requests: () => ({ method: "POST", ...staffReply() }),
       });
+      const providerCpu0 = cpuSeconds(provider.pid);
       direct = await paced(provider.url, directSend, RATE, SECONDS, 201);
+      providerCpu = cpuSeconds(provider.pid) - providerCpu0;
       const syncsBefore = await walSyncs(bridge.url);
+      const bridgeCpu0 = cpuSeconds(bridge.pid);
       via = await paced(bridge.url, staffReply, RATE, SECONDS, 201);
+      bridgeCpu = cpuSeconds(bridge.pid) - bridgeCpu0;
       syncs = diffSyncs(await walSyncs(bridge.url), syncsBefore);
       directBurst = await bursty(provider.url, directSend, RATE, SECONDS);
       viaBurst = await bursty(bridge.url, staffReply, RATE, SECONDS);
@@ -415,6 +421,15 @@ export default async function run(): Promise<BenchResult[]> {
           note: `p50 ${capacity.p50} ms, p99 ${capacity.p99} ms`,
         },
         { name: "target rate", value: RATE },
+      ),
+      withBaseline(
+        {
+          name: `bridge CPU per staff reply at ${RATE}/s`,
+          value: (bridgeCpu * 1e6) / via.sent,
+          unit: "µs",
+          note: "all threads (HTTP in, verify, idempotency record, provider call, record, logs)",
+        },
+        { name: "stand-in CPU per direct send", value: (providerCpu * 1e6) / direct.sent },
       ),
       walSyncResult(syncs),
       withBaseline(

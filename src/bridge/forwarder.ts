@@ -1,11 +1,11 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import { type RetryPolicy, retryDelay, retryExpired } from "../core/retry.js";
-import { postSigned } from "../protocol/client.js";
 import type { ClaimedRow, Store } from "../store/store.js";
 import { Breaker } from "./breaker.js";
 import type { Channel } from "./channels.js";
 import type { BridgeConfig } from "./config.js";
+import { Deliverer } from "./deliverer.js";
 import type { Metrics } from "./metrics.js";
 
 const INSTANCE = `${hostname()}:${process.pid}`;
@@ -30,6 +30,7 @@ export class Forwarder {
   private loopDone: Promise<void> | undefined;
   private readonly active = new Set<Promise<void>>();
   private readonly policy: RetryPolicy;
+  private readonly deliverer = new Deliverer();
 
   constructor(
     private readonly store: Store,
@@ -58,6 +59,7 @@ export class Forwarder {
     this.wake();
     await this.loopDone;
     await Promise.allSettled([...this.active]);
+    await this.deliverer.close();
   }
 
   /** New work arrived (an ingest in this process, a NOTIFY from another): claim now instead of at the next poll. */
@@ -156,7 +158,7 @@ export class Forwarder {
   }
 
   private async deliver(ch: Channel, row: ClaimedRow, breaker: Breaker): Promise<void> {
-    const outcome = await postSigned({
+    const outcome = await this.deliverer.post({
       url: ch.config.reamaze.incomingUrl,
       secret: ch.config.reamaze.secrets[0]!,
       payload: row.payload,

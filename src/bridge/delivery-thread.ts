@@ -1,0 +1,41 @@
+// The worker side of deliverer.ts: POSTs signed payloads to the helpdesk and sends each outcome back.
+// Jobs and outcomes travel in batches (one message per turn of either event loop), not one message each.
+import { type MessagePort, parentPort } from "node:worker_threads";
+import { type Outcome, postSigned } from "../protocol/client.js";
+import type { DeliveryJob } from "./deliverer.js";
+
+if (!parentPort) throw new Error("delivery-thread.ts runs as a worker thread (see deliverer.ts)");
+const port: MessagePort = parentPort;
+
+let results: Array<[number, Outcome]> = [];
+let flushing = false;
+
+function reply(id: number, outcome: Outcome): void {
+  results.push([id, outcome]);
+  if (flushing) return;
+  flushing = true;
+  setImmediate(() => {
+    flushing = false;
+    const batch = results;
+    results = [];
+    port.postMessage(batch);
+  });
+}
+
+port.on("message", (jobs: DeliveryJob[]) => {
+  for (const job of jobs) {
+    postSigned({
+      url: job.url,
+      secret: job.secret,
+      payload: job.payload,
+      timeoutMs: job.timeoutMs,
+      headers: job.headers,
+    }).then(
+      // Only the outcome goes back: the bytes and signature stay here.
+      ({ bytes: _bytes, signature: _signature, durationMs: _durationMs, ...outcome }) =>
+        reply(job.id, outcome as Outcome),
+      (err: unknown) =>
+        reply(job.id, { kind: "retry", reason: `delivery failed: ${(err as Error).message}` }),
+    );
+  }
+});
