@@ -92,11 +92,12 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   let forwarder: Forwarder | undefined;
   // Known after listen (port 0 in tests); read at request time.
   const baseUrlRef = { value: config.server.publicUrl ?? "" };
-  const publicUrl = (req: Parameters<typeof publicRequestUrl>[0]) =>
-    publicRequestUrl(req, {
-      ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}),
-      trustProxy: config.server.trustProxy,
-    });
+  // Built once: this runs for every provider webhook.
+  const publicUrlOpts = {
+    ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl.replace(/\/+$/, "") } : {}),
+    trustProxy: config.server.trustProxy,
+  };
+  const publicUrl = (req: Parameters<typeof publicRequestUrl>[0]) => publicRequestUrl(req, publicUrlOpts);
 
   // Provider and helpdesk webhooks: raw bytes, verified before anything parses them.
   await app.register(async (scope) => {

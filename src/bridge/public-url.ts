@@ -9,7 +9,8 @@ export function publicRequestUrl(
   req: FastifyRequest,
   opts: { publicUrl?: string; trustProxy: boolean },
 ): string {
-  if (opts.publicUrl) return opts.publicUrl.replace(/\/+$/, "") + req.url;
+  if (opts.publicUrl)
+    return (opts.publicUrl.endsWith("/") ? opts.publicUrl.replace(/\/+$/, "") : opts.publicUrl) + req.url;
   const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v)?.split(",")[0]?.trim();
   if (opts.trustProxy) {
     const proto = first(req.headers["x-forwarded-proto"]) ?? "https";
