@@ -14,7 +14,15 @@ import { join } from "node:path";
 import { Pool } from "undici";
 import { sign } from "../src/protocol/signature.js";
 import { Database } from "../src/store/dialect/better-sqlite3.js";
-import { type BenchResult, cpuSeconds, load, smsbridgeCommand, startChild, withBaseline } from "./lib.js";
+import {
+  type BenchResult,
+  cpuSeconds,
+  ioWriteBytes,
+  load,
+  smsbridgeCommand,
+  startChild,
+  withBaseline,
+} from "./lib.js";
 
 const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
 const TOKEN = "bench-twilio-auth-token";
@@ -334,6 +342,7 @@ export default async function run(): Promise<BenchResult[]> {
     let directBurst: number[];
     let providerCpu: number;
     let bridgeCpu: number;
+    let bridgeIo: number;
     let viaBurst: number[];
     try {
       // Warm-up both paths (JIT, connection pools, SQLite page cache), then measure.
@@ -353,8 +362,12 @@ export default async function run(): Promise<BenchResult[]> {
       providerCpu = cpuSeconds(provider.pid) - providerCpu0;
       const syncsBefore = await walSyncs(bridge.url);
       const bridgeCpu0 = cpuSeconds(bridge.pid);
+      const bridgeIo0 = ioWriteBytes(bridge.pid);
       via = await paced(bridge.url, staffReply, RATE, SECONDS, 201);
       bridgeCpu = cpuSeconds(bridge.pid) - bridgeCpu0;
+      // Checkpoints run once a second: wait for the one covering this run before counting its writes.
+      await new Promise((r) => setTimeout(r, 1_500));
+      bridgeIo = ioWriteBytes(bridge.pid) - bridgeIo0;
       syncs = diffSyncs(await walSyncs(bridge.url), syncsBefore);
       directBurst = await bursty(provider.url, directSend, RATE, SECONDS);
       viaBurst = await bursty(bridge.url, staffReply, RATE, SECONDS);
@@ -431,6 +444,12 @@ export default async function run(): Promise<BenchResult[]> {
         },
         { name: "stand-in CPU per direct send", value: (providerCpu * 1e6) / direct.sent },
       ),
+      {
+        name: `bytes written to disk per staff reply at ${RATE}/s`,
+        value: bridgeIo / via.sent / 1024,
+        unit: "KiB",
+        note: "the bridge process's write_bytes (WAL and checkpoints) over the run and the checkpoint after it",
+      },
       walSyncResult(syncs),
       withBaseline(
         {

@@ -122,10 +122,65 @@ const claimIndex: Migration = {
   },
 };
 
+/**
+ * SQLite: the four tables looked up only by their primary key become WITHOUT ROWID, so each row lives in its
+ * key's B-tree instead of in a rowid table plus a separate index on the key. A write then dirties one page
+ * where it dirtied two, and every dirty page is written whole to the WAL at each commit: measured on the
+ * reply bench, bytes written per staff reply went from ~45 to ~30 KiB, and fewer bytes per commit mean fewer
+ * of the disk stalls that set the reply path's p99. PostgreSQL stores every table as a heap beside its
+ * indexes; there is nothing to change there.
+ */
+const keyedTables: Migration = {
+  async up(db: Db) {
+    if (isPostgres(db)) return;
+    const tables: Array<{ name: string; columns: string; key: string }> = [
+      {
+        name: "provider_refs",
+        columns:
+          "channel_id text NOT NULL, provider text NOT NULL, provider_message_id text NOT NULL, message_id bigint NOT NULL",
+        key: "CONSTRAINT provider_refs_pk PRIMARY KEY (channel_id, provider, provider_message_id)",
+      },
+      {
+        name: "threads",
+        columns:
+          "channel_id text NOT NULL, customer text NOT NULL, thread_id text NOT NULL, last_activity bigint NOT NULL",
+        key: "CONSTRAINT threads_pk PRIMARY KEY (channel_id, customer)",
+      },
+      {
+        name: "opt_outs",
+        columns:
+          "channel_id text NOT NULL, customer text NOT NULL, opted_out integer NOT NULL, keyword text NOT NULL, updated_at bigint NOT NULL",
+        key: "CONSTRAINT opt_outs_pk PRIMARY KEY (channel_id, customer)",
+      },
+      {
+        name: "replies",
+        columns:
+          "channel_id text NOT NULL, body_hash text NOT NULL, state text NOT NULL, created_at bigint NOT NULL, lease_until bigint NOT NULL, answer_status integer, answer_body text, message_id bigint",
+        key: "CONSTRAINT replies_pk PRIMARY KEY (channel_id, body_hash)",
+      },
+    ];
+    // SQLite migrations run outside a transaction (Kysely's SQLite adapter): rebuild all four in one, so a
+    // crash leaves either the old tables or the new ones.
+    await db.transaction().execute(async (trx) => {
+      for (const t of tables) {
+        const names = t.columns
+          .split(", ")
+          .map((c) => c.split(" ")[0])
+          .join(", ");
+        await sql.raw(`CREATE TABLE ${t.name}_rebuilt (${t.columns}, ${t.key}) WITHOUT ROWID`).execute(trx);
+        await sql.raw(`INSERT INTO ${t.name}_rebuilt (${names}) SELECT ${names} FROM ${t.name}`).execute(trx);
+        await sql.raw(`DROP TABLE ${t.name}`).execute(trx);
+        await sql.raw(`ALTER TABLE ${t.name}_rebuilt RENAME TO ${t.name}`).execute(trx);
+      }
+    });
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_delivery_failures_index": deliveryFailures,
   "0003_claim_index": claimIndex,
+  "0004_keyed_tables_without_rowid": keyedTables,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -35,6 +35,7 @@ for (const dialect of DIALECTS) {
         "0001_initial",
         "0002_delivery_failures_index",
         "0003_claim_index",
+        "0004_keyed_tables_without_rowid",
       ]);
       assert.deepEqual(await store.migrate(), [], "migrations are applied once");
       assert.deepEqual(await store.ready(), { ok: true });

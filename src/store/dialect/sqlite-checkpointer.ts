@@ -36,7 +36,9 @@ export class SqliteCheckpointer {
         module: betterSqlite3Path,
         intervalMs: opts.intervalMs ?? 1_000,
         maxFrames: opts.maxFrames ?? 4_096,
-        restartFrames: opts.restartFrames ?? 4_096,
+        // 64 MB at 4 KB pages: the writer copies the last few frames itself (a few ms on its event loop) once per
+        // that much WAL, not after every checkpoint.
+        restartFrames: opts.restartFrames ?? 16_384,
         littleEndian: endianness() === "LE",
         shared: this.shared,
       },
