@@ -272,6 +272,22 @@ describe("operations commands", { concurrency: true }, () => {
       ({ config, seeded } = await seededSqlite("inspect"));
     });
 
+    test("status: a bridge that accepts but never answers is reported as silent, and the rest still prints", async () => {
+      const silent = createServer(() => {});
+      await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+      const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+      try {
+        const r = await cli(["status", "-c", config, "--json", "--url", url]);
+        assert.equal(r.code, 0, r.stderr);
+        const out = JSON.parse(r.stdout);
+        assert.deepEqual(out.bridge, { url, reachable: false, error: "no answer within 2 s" });
+        assert.equal(out.channels[0].pending, 2);
+      } finally {
+        silent.closeAllConnections();
+        silent.close();
+      }
+    });
+
     test("status: per channel pending, oldest age, dead, failed sends; breaker unknown without a bridge", async () => {
       const r = await cli(["status", "-c", config, "--url", NOBODY]);
       assert.equal(r.code, 0, r.stderr);

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { Agent, request } from "undici";
 import type { BridgeConfig } from "../../bridge/config.js";
 import { action, EXIT } from "../io.js";
 import {
@@ -39,31 +40,46 @@ export function breakersFromMetrics(text: string): Map<string, Breaker> {
   return out;
 }
 
+/** How long the bridge may take to answer before its breakers are reported as unknown. */
+const PROBE_TIMEOUT_MS = 2_000;
+
 /**
  * The breaker lives in the running process, not in the database: ask its /metrics. A bridge that does not
- * answer quickly is reported as unknown rather than delaying the rest of the status.
+ * answer quickly is reported as unknown rather than delaying the rest of the status. The limit is on the
+ * connection and the answer (undici's own timers), not a wall clock started before the request: on a busy
+ * host this CLI's own start-up could use up a 2-second AbortSignal and report a healthy bridge as silent.
  */
 async function probeBridge(url: string): Promise<BridgeProbe> {
   const base = url.replace(/\/+$/, "");
+  const dispatcher = new Agent({ connect: { timeout: PROBE_TIMEOUT_MS } });
   try {
-    const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(2_000) });
-    if (!res.ok) {
-      await res.body?.cancel();
+    const res = await request(`${base}/metrics`, {
+      dispatcher,
+      headersTimeout: PROBE_TIMEOUT_MS,
+      bodyTimeout: PROBE_TIMEOUT_MS,
+    });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
       return {
         url: base,
         reachable: false,
-        error: `GET /metrics answered HTTP ${res.status}`,
+        error: `GET /metrics answered HTTP ${res.statusCode}`,
         breakers: new Map(),
       };
     }
-    return { url: base, reachable: true, breakers: breakersFromMetrics(await res.text()) };
+    return { url: base, reachable: true, breakers: breakersFromMetrics(await res.body.text()) };
   } catch (e) {
-    const err = e as Error & { cause?: { code?: string; message?: string } };
+    const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
+    const code = err.code ?? err.cause?.code;
     const why =
-      err.name === "TimeoutError"
-        ? "no answer within 2 s"
-        : (err.cause?.code ?? err.cause?.message ?? err.message);
+      code === "UND_ERR_CONNECT_TIMEOUT" ||
+      code === "UND_ERR_HEADERS_TIMEOUT" ||
+      code === "UND_ERR_BODY_TIMEOUT"
+        ? `no answer within ${PROBE_TIMEOUT_MS / 1000} s`
+        : (code ?? err.cause?.message ?? err.message);
     return { url: base, reachable: false, error: why, breakers: new Map() };
+  } finally {
+    await dispatcher.close();
   }
 }
 
