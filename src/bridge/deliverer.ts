@@ -102,6 +102,13 @@ function startThread(): Worker {
   if (workerData.tsx) (await import(workerData.tsx)).register();
   await import(workerData.entry);
 })();`,
-    { eval: true, workerData: { entry, tsx } },
+    {
+      eval: true,
+      workerData: { entry, tsx },
+      // A second V8 heap: left to its defaults, its young generation alone grew to tens of MB between
+      // scavenges and pushed the bridge past its 256 MB budget while draining a 1M backlog. What it holds
+      // at any time is a batch of jobs and their answers.
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
+    },
   );
 }
