@@ -133,8 +133,7 @@ export class Store {
       // PostgreSQL only: on SQLite the hot path batches ingest itself.
       (items) => this.tx((trx) => this.ingestBatch(trx, items, true)),
       {
-        // Up to 4 batches in flight: while one waits for its WAL sync (milliseconds on a busy disk), the
-        // next commits (synchronously, so commits never overlap) and joins the next sync.
+        // Up to 4 transactions in flight on the pool: while one waits for its commit, the next fills.
         concurrency: opts.commitConcurrency ?? 4,
         maxBatch: opts.maxBatch ?? 256,
       },

@@ -63,8 +63,8 @@ export class SqliteCheckpointer {
    * Call on the writing connection before a commit. The WAL starts over only when a write begins with every
    * frame copied; a checkpoint on another thread never sees that under steady load (frames arrive while it
    * copies), so the file would grow without end. When the worker has left only a few frames and the WAL is
-   * long, the writer copies those itself — a few pages and a sync, on the event loop, at most once per
-   * checkpoint — and the commit that follows starts the WAL over.
+   * long, the writer copies those itself — a few pages and a sync, on the event loop, once per 64 MB of WAL
+   * (`restartFrames`) — and the commit that follows starts the WAL over.
    */
   beforeCommit(writer: { pragma(sql: string): unknown }): void {
     if (Atomics.load(this.shared, 1) === 0) return;

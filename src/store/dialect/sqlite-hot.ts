@@ -216,10 +216,7 @@ export class SqliteHotPath {
     const batch = this.queuedWrites.splice(0);
     const outcomes: Outcome[] = [];
     try {
-      this.hooks.checkWritable?.();
-      this.hooks.beforeCommit?.();
-      this.relaxed(() => this.tx.batch(batch, outcomes));
-      this.hooks.onCommit?.();
+      this.committed(() => this.tx.batch(batch, outcomes));
     } catch (error) {
       // The commit failed: nothing in the batch may be reported as written.
       for (const w of batch) w.reject(error);
@@ -481,18 +478,17 @@ export class SqliteHotPath {
     return this.committed(() => this.tx.finish(ops));
   }
 
-  /** A write outside `write()` (claims, outcomes: not synced), reported to the checkpointer once it committed. */
+  /**
+   * Every hot-path commit goes through here: a write batch, and the claims and outcomes (which are not
+   * synced). Checks the files first, lets the checkpointer step in, reports the commit to it afterwards.
+   */
   private committed<T>(fn: () => T): T {
     this.hooks.checkWritable?.();
     this.hooks.beforeCommit?.();
-    const result = this.relaxed(fn);
+    // Hot-path writes commit with synchronous=NORMAL; `syncWal` makes them durable before anyone is answered.
+    this.mode.normal();
+    const result = fn();
     this.hooks.onCommit?.();
     return result;
-  }
-
-  /** Hot-path writes commit with synchronous=NORMAL; `syncWal` makes them durable before anyone is answered. */
-  private relaxed<T>(fn: () => T): T {
-    this.mode.normal();
-    return fn();
   }
 }
