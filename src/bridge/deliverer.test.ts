@@ -85,6 +85,26 @@ describe("Deliverer: the forwarder's HTTP on a worker thread", () => {
     }
   });
 
+  test("callbacks are kept in reused slots: the table grows with jobs in flight, not with jobs ever sent", async () => {
+    const d = new Deliverer();
+    try {
+      for (let round = 0; round < 50; round++) {
+        const outcomes = await Promise.all(
+          [1, 2, 3, 4].map((i) => d.post(job("/ok", `{"id":"${round}-${i}"}`))),
+        );
+        assert.ok(outcomes.every((o) => o.kind === "delivered"));
+      }
+      const { slots } = d as unknown as { slots: unknown[] };
+      assert.equal(slots.length, 4, "200 jobs, at most 4 in flight at once");
+      assert.ok(
+        slots.every((s) => s === undefined),
+        "every callback released once called",
+      );
+    } finally {
+      await d.close();
+    }
+  });
+
   test("if the thread dies, jobs in flight end as retries and the next job starts a new thread", async () => {
     const d = new Deliverer();
     try {

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import { type RetryPolicy, retryDelay, retryExpired } from "../core/retry.js";
+import type { Outcome } from "../protocol/client.js";
 import type { ClaimedRow, Store } from "../store/store.js";
 import { Breaker } from "./breaker.js";
 import type { Channel } from "./channels.js";
@@ -9,6 +10,10 @@ import { Deliverer } from "./deliverer.js";
 import type { Metrics } from "./metrics.js";
 
 const INSTANCE = `${hostname()}:${process.pid}`;
+/** Which instance sent it: lets an operator (and the scale-out tests) trace a delivery to a process. */
+const DELIVERY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  "x-smsbridge-instance": INSTANCE,
+});
 /** Least time between two claims of a partly filled batch (see `loop`). */
 const MIN_CLAIM_GAP_MS = 2;
 
@@ -28,7 +33,9 @@ export class Forwarder {
   private wakeUp: (() => void) | undefined;
   private woken = false;
   private loopDone: Promise<void> | undefined;
-  private readonly active = new Set<Promise<void>>();
+  /** Deliveries dispatched and not yet recorded, over all channels; `stop` waits until none is left. */
+  private delivering = 0;
+  private allRecorded: (() => void) | undefined;
   private readonly policy: RetryPolicy;
   private readonly deliverer = new Deliverer();
 
@@ -58,7 +65,7 @@ export class Forwarder {
     this.running = false;
     this.wake();
     await this.loopDone;
-    await Promise.allSettled([...this.active]);
+    if (this.delivering > 0) await new Promise<void>((r) => (this.allRecorded = r));
     await this.deliverer.close();
   }
 
@@ -144,35 +151,48 @@ export class Forwarder {
     });
   }
 
+  /**
+   * Nothing waits on a delivery but the callback: no promise or async frame per message is held across the
+   * HTTP round trip (Deliverer.send says why that matters for memory).
+   */
   private dispatch(ch: Channel, row: ClaimedRow, breaker: Breaker): void {
     this.inflight.set(ch.id, (this.inflight.get(ch.id) ?? 0) + 1);
+    this.delivering++;
     breaker.onStart(this.now());
-    const p = this.deliver(ch, row, breaker)
-      .catch((err) =>
-        this.log.error(
-          { err, outbox: row.id },
-          "delivery bookkeeping failed; the lease will expire and it will be retried",
-        ),
-      )
-      .finally(() => {
-        const busy = (this.inflight.get(ch.id) ?? 1) - 1;
-        this.inflight.set(ch.id, busy);
-        this.active.delete(p);
-        // The loop refills a channel once it is half empty (see `loop`); waking it sooner does nothing.
-        if (ch.config.concurrency - busy >= refillAt(ch)) this.wake();
-      });
-    this.active.add(p);
+    this.deliverer.send(
+      {
+        url: ch.config.reamaze.incomingUrl,
+        secret: ch.config.reamaze.secrets[0]!,
+        payload: row.payload,
+        timeoutMs: ch.config.reamaze.timeoutMs,
+        headers: DELIVERY_HEADERS,
+      },
+      (outcome) =>
+        void this.record(ch, row, breaker, outcome)
+          .catch((err) =>
+            this.log.error(
+              { err, outbox: row.id },
+              "delivery bookkeeping failed; the lease will expire and it will be retried",
+            ),
+          )
+          .finally(() => this.recorded(ch)),
+    );
   }
 
-  private async deliver(ch: Channel, row: ClaimedRow, breaker: Breaker): Promise<void> {
-    const outcome = await this.deliverer.post({
-      url: ch.config.reamaze.incomingUrl,
-      secret: ch.config.reamaze.secrets[0]!,
-      payload: row.payload,
-      timeoutMs: ch.config.reamaze.timeoutMs,
-      // Which instance sent it: lets an operator (and the scale-out tests) trace a delivery to a process.
-      headers: { "x-smsbridge-instance": INSTANCE },
-    });
+  private recorded(ch: Channel): void {
+    const busy = (this.inflight.get(ch.id) ?? 1) - 1;
+    this.inflight.set(ch.id, busy);
+    if (--this.delivering === 0 && this.allRecorded) {
+      const r = this.allRecorded;
+      this.allRecorded = undefined;
+      r();
+    }
+    // The loop refills a channel once it is half empty (see `loop`); waking it sooner does nothing.
+    if (ch.config.concurrency - busy >= refillAt(ch)) this.wake();
+  }
+
+  /** Stores a delivery's outcome under the row's claim token, and tells the breaker. */
+  private async record(ch: Channel, row: ClaimedRow, breaker: Breaker, outcome: Outcome): Promise<void> {
     const now = this.now();
     let recorded: boolean;
     let label: string;
