@@ -317,3 +317,23 @@ describe("twilio verify", () => {
     h.assertNoRealNetwork();
   });
 });
+
+describe("formParams: a webhook's form is decoded once for verify and parse", () => {
+  test("the same body buffer gives the same parsed list; a body parsed long ago is parsed again, equal", () => {
+    const body = Buffer.from("Body=hi&From=%2B15550001111&MediaUrl0=a&MediaUrl0=b");
+    const first = formParams(body);
+    assert.equal(formParams(body), first, "verify then parse: one decode");
+    assert.deepEqual(first, [
+      ["Body", "hi"],
+      ["From", "+15550001111"],
+      ["MediaUrl0", "a"],
+      ["MediaUrl0", "b"],
+    ]);
+    // An equal body in another buffer is another request: never answered from the cache by content.
+    assert.notEqual(formParams(Buffer.from(body)), first);
+    for (let i = 0; i < 64; i++) formParams(Buffer.from(`n=${i}`));
+    const again = formParams(body);
+    assert.notEqual(again, first, "the cache holds recent requests only");
+    assert.deepEqual(again, first);
+  });
+});
