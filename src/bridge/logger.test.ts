@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { describe, test } from "node:test";
+import { scrubber } from "./logger.js";
+
+const LOGGER = new URL("./logger.ts", import.meta.url).href;
+
+/**
+ * Runs a script in a child process (through tsx, like the tests) and collects its standard output.
+ * `lines(n, ms)` waits for n lines, then kills the child; after ms without them it kills it and fails.
+ */
+function runChild(script: string): {
+  stdout: Promise<string>;
+  lines: (n: number, ms: number) => Promise<string[]>;
+} {
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  const count = () => out.split("\n").filter(Boolean).length;
+  const waiters: Array<() => void> = [];
+  child.stdout.on("data", (c: Buffer) => {
+    out += c.toString("utf8");
+    for (const w of waiters.splice(0)) w();
+  });
+  const stdout = new Promise<string>((resolve) => child.on("close", () => resolve(out)));
+  const lines = async (n: number, ms: number) => {
+    const timer = setTimeout(() => child.kill(), ms);
+    try {
+      while (count() < n && child.exitCode === null && child.signalCode === null) {
+        await Promise.race([new Promise<void>((r) => waiters.push(r)), stdout]);
+      }
+    } finally {
+      clearTimeout(timer);
+      child.kill();
+    }
+    if (count() < n) throw new Error(`${count()} of ${n} lines within ${ms} ms: ${JSON.stringify(out)}`);
+    return out.split("\n").filter(Boolean);
+  };
+  return { stdout, lines };
+}
+
+const messages = (text: string) =>
+  text
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => (JSON.parse(l) as { msg: string }).msg);
+
+describe("logger: buffered standard output", () => {
+  const cases: Array<{ name: string; script: string }> = [
+    {
+      name: "lines still buffered when the process calls exit() are written on the way out",
+      script: `import { createLogger } from ${JSON.stringify(LOGGER)};
+const log = createLogger(); log.info("one"); log.info("two"); process.exit(0);`,
+    },
+    {
+      name: "lines still buffered when the event loop runs dry are written on the way out",
+      script: `import { createLogger } from ${JSON.stringify(LOGGER)};
+const log = createLogger(); log.info("one"); log.info("two");`,
+    },
+    {
+      name: "two loggers share one destination: both lines arrive, whole",
+      script: `import { createLogger } from ${JSON.stringify(LOGGER)};
+createLogger().info("one"); createLogger().info("two"); process.exit(0);`,
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      assert.deepEqual(messages(await runChild(c.script).stdout), ["one", "two"]);
+    });
+  }
+
+  // A liveness bound, not a speed figure: without the periodic flush the line would wait forever.
+  test("a line on a bridge that keeps running goes out without waiting for 4 KiB more", {
+    timeout: 15_000,
+  }, async () => {
+    const child = runChild(`import { createLogger } from ${JSON.stringify(LOGGER)};
+createLogger().info("alive"); setInterval(() => {}, 1000);`);
+    assert.deepEqual(messages((await child.lines(1, 10_000)).join("\n")), ["alive"]);
+  });
+});
+
+describe("scrubber", () => {
+  const cases: Array<{ name: string; secrets: string[]; line: string; want: string }> = [
+    {
+      name: "a secret anywhere in the line",
+      secrets: ["s3cr3t-token"],
+      line: 'url?k=s3cr3t-token"',
+      want: 'url?k=[REDACTED]"',
+    },
+    {
+      name: "every occurrence",
+      secrets: ["abcd1234"],
+      line: "abcd1234 and abcd1234",
+      want: "[REDACTED] and [REDACTED]",
+    },
+    {
+      name: "the longer of two overlapping secrets first",
+      secrets: ["abcd", "abcdefgh"],
+      line: "x abcdefgh y",
+      want: "x [REDACTED] y",
+    },
+    {
+      name: "values under 4 characters are not treated as secrets",
+      secrets: ["ab"],
+      line: "ab cab",
+      want: "ab cab",
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const written: string[] = [];
+      scrubber(c.secrets, { write: (l: string) => written.push(l) }).write(c.line);
+      assert.deepEqual(written, [c.want]);
+    });
+  }
+});
