@@ -35,7 +35,7 @@ export class Forwarder {
   private loopDone: Promise<void> | undefined;
   /** Deliveries dispatched and not yet recorded, over all channels; `stop` waits until none is left. */
   private delivering = 0;
-  private allRecorded: (() => void) | undefined;
+  private readonly allRecorded: Array<() => void> = [];
   private readonly policy: RetryPolicy;
   private readonly deliverer = new Deliverer();
 
@@ -65,7 +65,7 @@ export class Forwarder {
     this.running = false;
     this.wake();
     await this.loopDone;
-    if (this.delivering > 0) await new Promise<void>((r) => (this.allRecorded = r));
+    if (this.delivering > 0) await new Promise<void>((r) => this.allRecorded.push(r));
     await this.deliverer.close();
   }
 
@@ -182,11 +182,7 @@ export class Forwarder {
   private recorded(ch: Channel): void {
     const busy = (this.inflight.get(ch.id) ?? 1) - 1;
     this.inflight.set(ch.id, busy);
-    if (--this.delivering === 0 && this.allRecorded) {
-      const r = this.allRecorded;
-      this.allRecorded = undefined;
-      r();
-    }
+    if (--this.delivering === 0) for (const r of this.allRecorded.splice(0)) r();
     // The loop refills a channel once it is half empty (see `loop`); waking it sooner does nothing.
     if (ch.config.concurrency - busy >= refillAt(ch)) this.wake();
   }
