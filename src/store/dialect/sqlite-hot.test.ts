@@ -17,7 +17,9 @@ describe("SQLite hot path: group-committed writes, sync mode, background checkpo
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), "smsbridge-hot-"));
-    opened = openSqlite(file(), { checkpoint: { maxFrames: 256, restartFrames: 1_024 } });
+    // The worker looks at the WAL every 5 ms here (50 ms by default): the test's writes take well under a
+    // second on a fast disk, and what it checks must not depend on how many of the worker's looks fit in them.
+    opened = openSqlite(file(), { checkpoint: { intervalMs: 5, maxFrames: 256, restartFrames: 1_024 } });
     const checkpointer = opened.checkpointer;
     hot = new SqliteHotPath(opened.raw, opened.mode, {
       checkWritable: opened.checkWritable,
