@@ -92,9 +92,9 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   let forwarder: Forwarder | undefined;
   // Known after listen (port 0 in tests); read at request time.
   const baseUrlRef = { value: config.server.publicUrl ?? "" };
-  // Built once: this runs for every provider webhook.
+  // Built once: this runs for every provider webhook (publicRequestUrl trims a trailing slash, when there is one).
   const publicUrlOpts = {
-    ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl.replace(/\/+$/, "") } : {}),
+    ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}),
     trustProxy: config.server.trustProxy,
   };
   const publicUrl = (req: Parameters<typeof publicRequestUrl>[0]) => publicRequestUrl(req, publicUrlOpts);

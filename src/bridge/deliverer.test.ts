@@ -37,6 +37,16 @@ describe("Deliverer: the forwarder's HTTP on a worker thread", () => {
     await new Promise((r) => server.close(r));
   });
 
+  /** A fresh deliverer for one test, closed (its thread stopped) whatever the test does. */
+  async function withDeliverer(fn: (d: Deliverer) => Promise<void>): Promise<void> {
+    const d = new Deliverer();
+    try {
+      await fn(d);
+    } finally {
+      await d.close();
+    }
+  }
+
   const job = (path: string, body: string) => ({
     url: base + path,
     secret: SECRET,
@@ -46,8 +56,7 @@ describe("Deliverer: the forwarder's HTTP on a worker thread", () => {
   });
 
   test("each answer becomes the outcome postSigned gives, for jobs sent together", async () => {
-    const d = new Deliverer();
-    try {
+    await withDeliverer(async (d) => {
       const [ok, busy, no] = await Promise.all([
         d.post(job("/ok", '{"id":"a"}')),
         d.post(job("/busy", '{"id":"b"}')),
@@ -68,26 +77,20 @@ describe("Deliverer: the forwarder's HTTP on a worker thread", () => {
         bodies.every((r) => r.signed),
         "every body arrives signed with the channel's secret",
       );
-    } finally {
-      await d.close();
-    }
+    });
   });
 
   test("a job on a view of a larger buffer sends exactly the view's bytes", async () => {
-    const d = new Deliverer();
-    try {
+    await withDeliverer(async (d) => {
       const big = Buffer.from('xxxx{"id":"view"}yyyy');
       const outcome = await d.post({ ...job("/ok", ""), payload: big.subarray(4, big.length - 4) });
       assert.equal(outcome.kind, "delivered");
       assert.equal(received.at(-1)?.body, '{"id":"view"}');
-    } finally {
-      await d.close();
-    }
+    });
   });
 
   test("callbacks are kept in reused slots: the table grows with jobs in flight, not with jobs ever sent", async () => {
-    const d = new Deliverer();
-    try {
+    await withDeliverer(async (d) => {
       for (let round = 0; round < 50; round++) {
         const outcomes = await Promise.all(
           [1, 2, 3, 4].map((i) => d.post(job("/ok", `{"id":"${round}-${i}"}`))),
@@ -100,14 +103,11 @@ describe("Deliverer: the forwarder's HTTP on a worker thread", () => {
         slots.every((s) => s === undefined),
         "every callback released once called",
       );
-    } finally {
-      await d.close();
-    }
+    });
   });
 
   test("if the thread dies, jobs in flight end as retries and the next job starts a new thread", async () => {
-    const d = new Deliverer();
-    try {
+    await withDeliverer(async (d) => {
       const inFlight = d.post(job("/hang", '{"id":"h"}'));
       // Wait until the request reached the server, then kill the thread under it.
       while (hanging.length === 0) await new Promise((r) => setTimeout(r, 10));
@@ -116,8 +116,6 @@ describe("Deliverer: the forwarder's HTTP on a worker thread", () => {
       assert.equal(outcome.kind, "retry");
       assert.match(outcome.kind === "retry" ? outcome.reason : "", /delivery thread exited/);
       assert.equal((await d.post(job("/ok", '{"id":"after"}'))).kind, "delivered");
-    } finally {
-      await d.close();
-    }
+    });
   });
 });

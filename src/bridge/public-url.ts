@@ -9,6 +9,7 @@ export function publicRequestUrl(
   req: FastifyRequest,
   opts: { publicUrl?: string; trustProxy: boolean },
 ): string {
+  // The regular expression only when there is a slash to trim: this runs for every provider webhook.
   if (opts.publicUrl)
     return (opts.publicUrl.endsWith("/") ? opts.publicUrl.replace(/\/+$/, "") : opts.publicUrl) + req.url;
   const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v)?.split(",")[0]?.trim();
