@@ -101,7 +101,9 @@ async function underLoad(
       async () => {
         // Say so if it is not a slow recovery but a dead process (e.g. SIGBUS on SQLite's WAL index map).
         if (!bridge.alive())
-          throw new Error(`the bridge died (${bridge.child?.signalCode ?? bridge.child?.exitCode})`);
+          throw new Error(
+            `the bridge died (${bridge.child?.signalCode ?? bridge.child?.exitCode}); log:\n${bridge.logTail()}`,
+          );
         return acked.size >= target ? true : undefined;
       },
       60_000,

@@ -12,8 +12,11 @@ const types = {
 
 export function openPostgres(url: string, poolSize = 10): { db: Kysely<Schema>; pool: pg.Pool } {
   const pool = new pg.Pool({ connectionString: url, max: poolSize, types });
-  // An idle client losing its server (restart, outage) must not crash the process; the next query reconnects.
+  // A client losing its server (restart, outage) must not crash the process. The pool hears an idle
+  // client's 'error' event; a checked-out one (a transaction between statements) emits it with nobody
+  // listening, which is an uncaught exception. The statement in flight fails, the pool drops the client.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool };
 }
