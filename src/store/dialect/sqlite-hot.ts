@@ -63,23 +63,32 @@ export class SqliteHotPath {
       rollbackTo: this.raw.prepare("ROLLBACK TO write"),
     };
     return {
-      /** A group-committed batch: one transaction, a savepoint per write so a failing one undoes only itself. */
-      batch: this.raw.transaction((batch: Array<{ fn: () => unknown }>, outcomes: Outcome[]) => {
-        for (const w of batch) {
-          s.savepoint.run();
-          try {
-            outcomes.push({ ok: true, value: w.fn() });
-            s.release.run();
-          } catch (error) {
-            // An I/O error (disk full, read-only file system) makes SQLite roll the whole transaction back;
-            // the writes after it must not run outside one. The batch fails as a whole.
-            if (!this.raw.inTransaction) throw error;
-            s.rollbackTo.run();
-            s.release.run();
-            outcomes.push({ ok: false, error });
+      /**
+       * A group-committed batch: one transaction. `guarded`: a savepoint per write, so a failing one undoes
+       * only itself; unguarded, the first failure throws and rolls the whole transaction back.
+       */
+      batch: this.raw.transaction(
+        (batch: Array<{ fn: () => unknown }>, outcomes: Outcome[], guarded: boolean) => {
+          for (const w of batch) {
+            if (!guarded) {
+              outcomes.push({ ok: true, value: w.fn() });
+              continue;
+            }
+            s.savepoint.run();
+            try {
+              outcomes.push({ ok: true, value: w.fn() });
+              s.release.run();
+            } catch (error) {
+              // An I/O error (disk full, read-only file system) makes SQLite roll the whole transaction back;
+              // the writes after it must not run outside one. The batch fails as a whole.
+              if (!this.raw.inTransaction) throw error;
+              s.rollbackTo.run();
+              s.release.run();
+              outcomes.push({ ok: false, error });
+            }
           }
-        }
-      }),
+        },
+      ),
       finish: this.raw.transaction((ops: FinishOp[]) =>
         ops.map((op) => {
           const cols = Object.keys(op.set);
@@ -97,15 +106,14 @@ export class SqliteHotPath {
   private prepare() {
     const raw = this.raw;
     return {
-      findInbound: raw.prepare(
-        "SELECT id FROM messages WHERE channel_id = ? AND provider = ? AND provider_message_id = ? AND direction = 'inbound'",
-      ),
       thread: raw.prepare(
         "SELECT thread_id, last_activity FROM threads WHERE channel_id = ? AND customer = ?",
       ),
+      // The dedupe index decides whether a provider message is new: no row back means a duplicate.
       insertMessage: raw.prepare(
         `INSERT INTO messages (channel_id, direction, provider, provider_message_id, customer, channel_number, body, thread_id, created_at, meta)
-         VALUES (?, 'inbound', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+         VALUES (?, 'inbound', ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (channel_id, provider, provider_message_id) WHERE direction = 'inbound' DO NOTHING RETURNING id`,
       ),
       saveThread: raw.prepare(
         `INSERT INTO threads (channel_id, customer, thread_id, last_activity) VALUES (?, ?, ?, ?)
@@ -214,9 +222,19 @@ export class SqliteHotPath {
 
   private async commitQueued(): Promise<void> {
     const batch = this.queuedWrites.splice(0);
-    const outcomes: Outcome[] = [];
+    let outcomes: Outcome[] = [];
     try {
-      this.committed(() => this.tx.batch(batch, outcomes));
+      // Writes almost never fail (conflicts are ON CONFLICT clauses), so the batch first runs without a
+      // savepoint per write (two statements fewer per write, ~a third of a short write's statements). If one
+      // fails, the whole transaction has rolled back: a write alone is answered with its error; a batch runs
+      // again, each write in its own savepoint, so only the failing one is undone.
+      try {
+        this.committed(() => this.tx.batch(batch, outcomes, false));
+      } catch (error) {
+        if (batch.length === 1 || this.raw.inTransaction) throw error;
+        outcomes = [];
+        this.committed(() => this.tx.batch(batch, outcomes, true));
+      }
     } catch (error) {
       // The commit failed: nothing in the batch may be reported as written.
       for (const w of batch) w.reject(error);
@@ -306,8 +324,6 @@ export class SqliteHotPath {
 
   private ingestOne(item: IngestItem): IngestResult {
     const s = this.s;
-    if (s.findInbound.get(item.channelId, item.provider, item.providerMessageId))
-      return { status: "duplicate" };
     const row = s.thread.get(item.channelId, item.customer) as
       | { thread_id: string; last_activity: number }
       | undefined;
@@ -329,7 +345,8 @@ export class SqliteHotPath {
       threadId ?? null,
       item.createdAt,
       item.meta ? JSON.stringify(item.meta) : null,
-    ) as { id: number };
+    ) as { id: number } | undefined;
+    if (!inserted) return { status: "duplicate" };
     if (state) s.saveThread.run(item.channelId, item.customer, state.threadId, state.lastActivity);
     const keyword = keywordAction(item.body);
     if (keyword === "opt-out" || keyword === "opt-in") {
