@@ -191,6 +191,9 @@ export class SqliteHotPath {
    * one failing undoes only itself), followed by one WAL sync: at 1,000 staff replies/s a commit per write
    * wrote ~10 WAL pages per reply, most of them the same few B-tree pages again and again.
    *
+   * `fn` may run twice — a batch in which another write failed runs again (see `commitQueued`) — so it must
+   * do nothing but statements on this connection.
+   *
    * `durable: false` resolves once the write is committed (safe from a crash of this process, not yet from a
    * power cut) instead of once it is synced; the sync still runs, and covers it.
    */
