@@ -41,7 +41,10 @@ test("0004 rebuilds the keyed tables WITHOUT ROWID on a populated SQLite databas
 
   const store = openStore(`sqlite:${file}`);
   try {
-    assert.deepEqual(await store.migrate(), ["0004_keyed_tables_without_rowid"]);
+    assert.deepEqual(await store.migrate(), [
+      "0004_keyed_tables_without_rowid",
+      "0005_drop_global_due_index",
+    ]);
     const reopened = openSqlite(file);
     try {
       const raw = reopened.raw;
@@ -53,6 +56,11 @@ test("0004 rebuilds the keyed tables WITHOUT ROWID on a populated SQLite databas
         };
         assert.match(row.sql, /WITHOUT ROWID/i, table);
       }
+      assert.equal(
+        raw.prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'outbox_due'").get(),
+        undefined,
+        "0005 dropped the global due index",
+      );
       const leftovers = raw
         .prepare("SELECT count(*) AS n FROM sqlite_master WHERE name LIKE '%_rebuilt'")
         .get() as {

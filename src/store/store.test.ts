@@ -36,6 +36,7 @@ for (const dialect of DIALECTS) {
         "0002_delivery_failures_index",
         "0003_claim_index",
         "0004_keyed_tables_without_rowid",
+        "0005_drop_global_due_index",
       ]);
       assert.deepEqual(await store.migrate(), [], "migrations are applied once");
       assert.deepEqual(await store.ready(), { ok: true });
@@ -124,6 +125,24 @@ for (const dialect of DIALECTS) {
       const [c3] = await store.claim({ limit: 1, leaseMs: 1_000, now: T0 + 6_000, channels: ["dead"] });
       assert.equal(c3?.id, c2.id);
       assert.equal(c3?.attempts, 1, "replay restores the retry budget");
+    });
+
+    test("nextDue: the soonest due time among the given channels' pending rows", async () => {
+      await store.ingest(item({ channelId: "due-a", createdAt: T0 + 300 }));
+      await store.ingest(item({ channelId: "due-b", createdAt: T0 + 200 }));
+      await store.ingest(item({ channelId: "due-c", createdAt: T0 + 100 }));
+      assert.equal(await store.nextDue(["due-a"]), T0 + 300);
+      assert.equal(await store.nextDue(["due-a", "due-b"]), T0 + 200);
+      assert.equal(await store.nextDue(["nothing-here"]), undefined);
+      const [c] = await store.claim({ limit: 1, leaseMs: 1_000, now: T0 + 100, channels: ["due-c"] });
+      assert.ok(c);
+      assert.equal(
+        await store.nextDue(["due-c"]),
+        T0 + 1_100,
+        "a claimed row is due again when its lease ends",
+      );
+      assert.equal(await store.markDelivered(c.id, c.token, 200, T0 + 150), true);
+      assert.equal(await store.nextDue(["due-c"]), undefined, "a delivered row is due never");
     });
 
     test("claims come out in due order and respect the limit", async () => {

@@ -771,17 +771,26 @@ export class Store {
     return Number(r.numUpdatedRows);
   }
 
-  /** Soonest time a pending row becomes due, for the forwarder's sleep. */
-  async nextDue(): Promise<number | undefined> {
-    const r = await this.db
-      .selectFrom("outbox")
-      .select("next_attempt_at")
-      .where("state", "=", "pending")
-      .orderBy("next_attempt_at")
-      .orderBy("id")
-      .limit(1)
-      .executeTakeFirst();
-    return r?.next_attempt_at;
+  /**
+   * Soonest time a pending row of these channels becomes due, for the forwarder's sleep. One lookup per
+   * channel in `outbox_due_channel` (O(log n) each, however large the backlog).
+   */
+  async nextDue(channels: readonly string[]): Promise<number | undefined> {
+    let soonest: number | undefined;
+    for (const channel of channels) {
+      const r = await this.db
+        .selectFrom("outbox")
+        .select("next_attempt_at")
+        .where("channel_id", "=", channel)
+        // Literal, so that a prepared plan on PostgreSQL can prove the partial index applies.
+        .where(sql<boolean>`state = 'pending'`)
+        .orderBy("next_attempt_at")
+        .orderBy("id")
+        .limit(1)
+        .executeTakeFirst();
+      if (r && (soonest === undefined || r.next_attempt_at < soonest)) soonest = r.next_attempt_at;
+    }
+    return soonest;
   }
 
   // ---- operations (CLI) ------------------------------------------------------------------------------------
