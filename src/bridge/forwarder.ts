@@ -116,7 +116,7 @@ export class Forwarder {
         // Nothing claimed and nothing in flight to wake us: sleep until the next retry falls due. (With
         // deliveries in flight, asking was a query per wake-up, ~2% of the main thread under load.)
         if (claimed === 0 && !waitingOnDeliveries) {
-          const due = await this.store.nextDue([...this.channels.keys()]);
+          const due = await this.store.nextDue(this.channels.keys());
           if (due !== undefined) sleepMs = Math.min(sleepMs, Math.max(0, due - this.now()));
         }
       } catch (err) {

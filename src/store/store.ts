@@ -775,7 +775,7 @@ export class Store {
    * Soonest time a pending row of these channels becomes due, for the forwarder's sleep. One lookup per
    * channel in `outbox_due_channel` (O(log n) each, however large the backlog).
    */
-  async nextDue(channels: readonly string[]): Promise<number | undefined> {
+  async nextDue(channels: Iterable<string>): Promise<number | undefined> {
     let soonest: number | undefined;
     for (const channel of channels) {
       const r = await this.db

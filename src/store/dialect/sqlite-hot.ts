@@ -63,31 +63,27 @@ export class SqliteHotPath {
       rollbackTo: this.raw.prepare("ROLLBACK TO write"),
     };
     return {
-      /**
-       * A group-committed batch: one transaction. `guarded`: a savepoint per write, so a failing one undoes
-       * only itself; unguarded, the first failure throws and rolls the whole transaction back.
-       */
-      batch: this.raw.transaction(
-        (batch: Array<{ fn: () => unknown }>, outcomes: Outcome[], guarded: boolean) => {
-          for (const w of batch) {
-            if (!guarded) {
-              outcomes.push({ ok: true, value: w.fn() });
-              continue;
-            }
-            s.savepoint.run();
-            try {
-              outcomes.push({ ok: true, value: w.fn() });
-              s.release.run();
-            } catch (error) {
-              // An I/O error (disk full, read-only file system) makes SQLite roll the whole transaction back;
-              // the writes after it must not run outside one. The batch fails as a whole.
-              if (!this.raw.inTransaction) throw error;
-              s.rollbackTo.run();
-              s.release.run();
-              outcomes.push({ ok: false, error });
-            }
+      /** A group-committed batch in one transaction; the first write that throws rolls all of it back. */
+      batch: this.raw.transaction((batch: Array<{ fn: () => unknown }>) =>
+        batch.map((w): Outcome => ({ ok: true, value: w.fn() })),
+      ),
+      /** The same batch with a savepoint per write, so a failing one undoes only itself (`commitQueued`). */
+      batchGuarded: this.raw.transaction((batch: Array<{ fn: () => unknown }>) =>
+        batch.map((w): Outcome => {
+          s.savepoint.run();
+          try {
+            const value = w.fn();
+            s.release.run();
+            return { ok: true, value };
+          } catch (error) {
+            // An I/O error (disk full, read-only file system) makes SQLite roll the whole transaction back;
+            // the writes after it must not run outside one. The batch fails as a whole.
+            if (!this.raw.inTransaction) throw error;
+            s.rollbackTo.run();
+            s.release.run();
+            return { ok: false, error };
           }
-        },
+        }),
       ),
       finish: this.raw.transaction((ops: FinishOp[]) =>
         ops.map((op) => {
@@ -225,18 +221,17 @@ export class SqliteHotPath {
 
   private async commitQueued(): Promise<void> {
     const batch = this.queuedWrites.splice(0);
-    let outcomes: Outcome[] = [];
+    let outcomes: Outcome[];
     try {
       // Writes almost never fail (conflicts are ON CONFLICT clauses), so the batch first runs without a
       // savepoint per write (two statements fewer per write, ~a third of a short write's statements). If one
       // fails, the whole transaction has rolled back: a write alone is answered with its error; a batch runs
       // again, each write in its own savepoint, so only the failing one is undone.
       try {
-        this.committed(() => this.tx.batch(batch, outcomes, false));
+        outcomes = this.committed(() => this.tx.batch(batch));
       } catch (error) {
         if (batch.length === 1 || this.raw.inTransaction) throw error;
-        outcomes = [];
-        this.committed(() => this.tx.batch(batch, outcomes, true));
+        outcomes = this.committed(() => this.tx.batchGuarded(batch));
       }
     } catch (error) {
       // The commit failed: nothing in the batch may be reported as written.
