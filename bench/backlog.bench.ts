@@ -33,10 +33,6 @@ const DRAIN_SECONDS = Number(process.env.BENCH_DRAIN_SECONDS ?? 25);
 const RSS_EVERY_MS = 500;
 const RSS_BUDGET_MB = 256;
 
-/** BENCH_CPU_PROF=<dir>: the bridge process writes a V8 CPU profile there when it stops (open it in DevTools). */
-const profileArgs = () =>
-  process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-
 const fmtN = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
 
 function percentile(sorted: number[], p: number): number {
@@ -231,7 +227,7 @@ async function drain(dir: string, file: string, n: number): Promise<BenchResult[
   const before = pendingCount(file);
   const launched = performance.now();
   const bridge = await startChild(
-    [...smsbridgeCommand(...profileArgs()), "serve", "--config", configFile],
+    [...smsbridgeCommand(), "serve", "--config", configFile],
     {},
     /smsbridge listening[^\n]*"url":"(http:\/\/[^"]+)"|"url":"(http:\/\/[^"]+)"[^\n]*smsbridge listening/,
   );

@@ -53,13 +53,9 @@ function config(dir: string, sinkUrl: string, db: string) {
   return file;
 }
 
-/** BENCH_CPU_PROF=<dir>: each bridge process writes a V8 CPU profile there when it stops (open it in DevTools). */
-const profileArgs = () =>
-  process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-
 function startBridge(configFile: string) {
   return startChild(
-    [...smsbridgeCommand(...profileArgs()), "serve", "--config", configFile],
+    [...smsbridgeCommand(), "serve", "--config", configFile],
     {},
     /"url":"(http:\/\/[^"]+)"[^\n]*smsbridge listening|smsbridge listening[^\n]*"url":"(http:\/\/[^"]+)"/,
   );

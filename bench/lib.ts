@@ -236,10 +236,12 @@ export function opsPerSec(fn: () => unknown, seconds = 3): number {
 
 /**
  * The command that runs the smsbridge CLI as users run it: the compiled `bin/smsbridge.js` (run.ts builds
- * dist/ first), not tsx — tsx's loader thread alone adds tens of MB of RSS and start-up time.
+ * dist/ first), not tsx — tsx's loader thread alone adds tens of MB of RSS and start-up time. With
+ * BENCH_CPU_PROF set, every thread of the process writes a V8 CPU profile into that directory when it stops.
  */
-export function smsbridgeCommand(...nodeArgs: string[]): string[] {
-  return [process.execPath, ...nodeArgs, "bin/smsbridge.js"];
+export function smsbridgeCommand(): string[] {
+  const prof = process.env.BENCH_CPU_PROF;
+  return [process.execPath, ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : []), "bin/smsbridge.js"];
 }
 
 const CLK_TCK = (() => {
