@@ -215,6 +215,20 @@ describe("idempotency", () => {
     assert.equal(new Set(answers.map(([, b]) => b)).size, 1, "every copy gets the first answer");
     const sms = (await phone(loop, customer)).filter((m) => m.direction === "mt");
     assert.equal(sms.length, 1);
+    // Every reply that went out has its three phases on /metrics (operations.md), the copies none.
+    const metrics = await (await fetch(`${loop.bridge.url}/metrics`)).text();
+    const count = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? Number.NaN);
+    const sent = count(
+      /^smsbridge_provider_sends_total\{channel="support",provider="[^"]+",outcome="sent"\} (\d+)$/m,
+    );
+    assert.ok(sent >= 1, `provider sends: ${sent}`);
+    for (const phase of ["claim", "provider", "record"]) {
+      const re = new RegExp(
+        `^smsbridge_reply_phase_seconds_count\\{channel="support",phase="${phase}"\\} (\\d+)$`,
+        "m",
+      );
+      assert.equal(count(re), sent, `${phase} observations`);
+    }
   });
 });
 

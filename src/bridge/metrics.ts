@@ -46,6 +46,13 @@ export function createMetrics() {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
+  const replyPhase = new Histogram({
+    name: "smsbridge_reply_phase_seconds",
+    help: "Staff replies that were sent, by channel and phase: claim (the idempotency record, on disk before the SMS goes), provider (opt-out check and the provider's answer), record (the sent message and the stored answer).",
+    labelNames: ["channel", "phase"] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [registry],
+  });
   const providerSends = new Counter({
     name: "smsbridge_provider_sends_total",
     help: "Provider send calls by channel, provider and outcome (sent, retryable, failed, opted_out, timeout).",
@@ -60,7 +67,7 @@ export function createMetrics() {
   });
   const walSync = new Histogram({
     name: "smsbridge_sqlite_wal_sync_seconds",
-    help: "SQLite only: time of each fdatasync of the WAL that acknowledgements wait for (the disk's sync latency).",
+    help: "SQLite only: each fdatasync of the WAL that acknowledgements wait for, from handing it to the thread pool until the event loop sees it done (the disk's sync latency, plus waiting for a core on a busy host).",
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
@@ -74,6 +81,7 @@ export function createMetrics() {
     outboxDead,
     breakerOpen,
     replyLatency,
+    replyPhase,
     providerSends,
     deliveryReports,
   };

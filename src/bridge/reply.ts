@@ -60,11 +60,13 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
     }
     const hash = createHash("sha256").update(bytes).digest("hex");
     const leaseMs = deps.deadlineMs + 5_000;
+    let claimStarted = performance.now();
     let claim = await deps.store.claimReply(ch.id, hash, deps.now(), leaseMs);
     // The same reply arriving while the first copy is being sent: wait for its answer rather than send twice.
     const waitUntil = deps.now() + deps.deadlineMs;
     while (claim.kind === "busy" && deps.now() < waitUntil) {
       await new Promise((r) => setTimeout(r, WAIT_STEP_MS));
+      claimStarted = performance.now();
       claim = await deps.store.claimReply(ch.id, hash, deps.now(), leaseMs);
     }
     if (claim.kind === "done") return { status: claim.status, body: claim.body };
@@ -76,6 +78,7 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
           "An earlier attempt at this exact reply was interrupted and may have been sent. Check the customer's phone; edit the text to send it again.",
       });
     }
+    const claimed = performance.now();
     let answer: SendAnswer;
     try {
       answer = await sendThroughProvider(
@@ -101,6 +104,7 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
     }
     const out = json(answer.status, answer.body);
     if (answer.result) {
+      const answered = performance.now();
       // The sent message and the stored answer commit together: one disk sync on the reply path.
       await deps.store.recordSent(
         {
@@ -117,6 +121,11 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
         },
         { hash, status: out.status, body: out.body },
       );
+      // Where a sent reply's time went (operations.md): the claim includes the WAL sync before the SMS.
+      const phase = deps.metrics.replyPhase;
+      phase.observe({ channel: ch.id, phase: "claim" }, (claimed - claimStarted) / 1000);
+      phase.observe({ channel: ch.id, phase: "provider" }, (answered - claimed) / 1000);
+      phase.observe({ channel: ch.id, phase: "record" }, (performance.now() - answered) / 1000);
       deps.log.info(
         { channel: ch.id, conversation: payload.conversation.slug, providerId: answer.result.providerId },
         "staff reply sent",
