@@ -28,11 +28,9 @@ import {
   startChild,
   withBaseline,
 } from "./lib.js";
+import { ACCOUNT, PHONE, TOKEN } from "./twilio-webhook.js";
 
-const ACCOUNT = "AC0123456789abcdef0123456789abcdef";
-const TOKEN = "bench-twilio-auth-token";
 const SECRET = "bench-reamaze-secret";
-const PHONE = "+16501234567";
 const RATE = Number(process.env.BENCH_REPLY_RATE ?? 1000);
 const SECONDS = Number(process.env.BENCH_REPLY_SECONDS ?? 5);
 const SETTLE_SECONDS = Number(process.env.BENCH_REPLY_SETTLE_SECONDS ?? 3);
@@ -165,6 +163,8 @@ async function paced(
   const total = Math.round(rate * (settleSeconds + seconds));
   let sent = 0;
   const start = performance.now();
+  /** Where a request started at `t` is counted: the settling seconds or the measured ones. */
+  const bucket = (t: number) => (t - start < settleMs ? settling : lat);
   let sendEnd = start;
   let unanswered = 0;
   try {
@@ -173,7 +173,7 @@ async function paced(
       while (sent < due) {
         const r = build();
         const t = performance.now();
-        const into = t - start < settleMs ? settling : lat;
+        const into = bucket(t);
         const p: Promise<void> = pool
           .request({ method: "POST", path: r.path, headers: r.headers, body: r.body })
           .then(async (res) => {
@@ -205,7 +205,7 @@ async function paced(
     if ((await Promise.race([Promise.all(inflight.keys()), deadline])) === "late") {
       cut = true;
       const now = performance.now();
-      for (const t of inflight.values()) (t - start < settleMs ? settling : lat).push(now - t);
+      for (const t of inflight.values()) bucket(t).push(now - t);
       unanswered = inflight.size;
     }
     clearTimeout(timer);

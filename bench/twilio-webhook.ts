@@ -1,4 +1,5 @@
-// The inbound webhook every ingest bench sends: a Twilio form post, signed, each one a different message.
+// The benches' Twilio account, and the inbound webhook every ingest bench sends: a Twilio form post, signed,
+// each one a different message.
 import { computeSignature } from "../src/providers/twilio/signature.js";
 
 export const ACCOUNT = "AC0123456789abcdef0123456789abcdef";

@@ -21,6 +21,11 @@ describe("SQLite hot path: group-committed writes, sync mode, background checkpo
     const u32 = endianness() === "LE" ? b.readUInt32LE.bind(b) : b.readUInt32BE.bind(b);
     return { frames: u32(16), pending: u32(16) - u32(96) };
   };
+  /** Waits (up to 10 s) until the checkpointer has copied every frame into the database file. */
+  const checkpointsCaughtUp = async () => {
+    const until = Date.now() + 10_000;
+    while (wal().pending > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+  };
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), "smsbridge-hot-"));
@@ -115,8 +120,7 @@ describe("SQLite hot path: group-committed writes, sync mode, background checkpo
     // frame copied under steady writes): the file holds far less than the 40 MB that went through it.
     assert.ok(walSize() < 20 * 1024 * 1024, `WAL file is ${walSize()} bytes after 40 MB of writes`);
     // Then everything reaches the database file, through the worker alone (wal_autocheckpoint is 0).
-    const until = Date.now() + 10_000;
-    while (wal().pending > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await checkpointsCaughtUp();
     assert.equal(wal().pending, 0, "the checkpointer copied every page");
     assert.ok(dbSize() >= 160 * blob.length, `database file ${dbSize()} bytes`);
     // Everything copied: the next commit starts the WAL over from its beginning instead of appending.
@@ -128,14 +132,11 @@ describe("SQLite hot path: group-committed writes, sync mode, background checkpo
   test("a file made read-only fails the write with an error (not a SIGBUS); writable again, writes go on", async (t) => {
     // This test is about the writing connection's check. The checkpointer thread checks the files just before
     // each checkpoint, which leaves a window of a few ms: a checkpoint already running when the files turn
-    // immutable writes the WAL index's memory map, and the process dies of SIGBUS (seen here on Node 24 under load, with this
-    // suite's 5 ms checkpoint interval; RELIABILITY.md). So the files are frozen only once the worker has
-    // copied everything and, with no commit since, has nothing left to do.
-    const idleBy = Date.now() + 10_000;
-    while (wal().pending > 0) {
-      if (Date.now() > idleBy) throw new Error("the checkpointer did not catch up");
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    // immutable writes the WAL index's memory map, and the process dies of SIGBUS (seen on Node 24 under load,
+    // with this suite's 5 ms checkpoint interval; RELIABILITY.md). So the files are frozen only once the worker
+    // has copied everything and, with no commit since, has nothing left to do.
+    await checkpointsCaughtUp();
+    if (wal().pending > 0) throw new Error("the checkpointer did not catch up");
     await new Promise((r) => setTimeout(r, 100));
     const files = [file(), `${file()}-wal`, `${file()}-shm`].filter(existsSync);
     const chattr = (flag: string) => execFileSync("chattr", [flag, ...files], { stdio: "ignore" });
