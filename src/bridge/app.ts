@@ -14,7 +14,7 @@ import { configSecrets, type LoadedConfig } from "./config.js";
 import { registerDevPage } from "./dev-page.js";
 import { Forwarder } from "./forwarder.js";
 import { registerInbound } from "./inbound.js";
-import { createLogger } from "./logger.js";
+import { createLogger, lazyRequestLogger } from "./logger.js";
 import { DEFAULT_MEDIA, proxiedUrl, registerMediaProxy } from "./media-proxy.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { helpdeskPayload } from "./payload.js";
@@ -85,6 +85,7 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
     loggerInstance: log,
     // Per-request log lines cost throughput; routes log what matters themselves.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyRequestLogger,
     bodyLimit: config.server.bodyLimit,
     trustProxy: config.server.trustProxy,
     forceCloseConnections: true,

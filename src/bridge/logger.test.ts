@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { Writable } from "node:stream";
 import { describe, test } from "node:test";
-import { scrubber } from "./logger.js";
+import Fastify, { type FastifyBaseLogger } from "fastify";
+import { createLogger, lazyRequestLogger, scrubber } from "./logger.js";
 
 const LOGGER = new URL("./logger.ts", import.meta.url).href;
 
@@ -114,4 +116,72 @@ describe("scrubber", () => {
       assert.deepEqual(written, [c.want]);
     });
   }
+});
+
+describe("lazyRequestLogger", () => {
+  test("a request's logger is built on first use, and its lines carry the request id", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(JSON.parse(chunk.toString("utf8")) as Record<string, unknown>);
+        done();
+      },
+    });
+    const log = createLogger({ destination });
+    let children = 0;
+    const child = log.child.bind(log);
+    log.child = ((...args: Parameters<typeof child>) => {
+      children++;
+      return child(...args);
+    }) as typeof log.child;
+    const app = Fastify({
+      loggerInstance: log as unknown as FastifyBaseLogger,
+      disableRequestLogging: true,
+      childLoggerFactory: lazyRequestLogger,
+    });
+    app.get("/quiet", async () => ({ ok: true }));
+    app.get("/loud", async (req) => {
+      req.log.warn({ token: "x" }, "something to say");
+      req.log.info("and more");
+      return { ok: true };
+    });
+    try {
+      await app.ready();
+      children = 0; // Fastify's own, at start-up
+      for (let i = 0; i < 20; i++) assert.equal((await app.inject({ url: "/quiet" })).statusCode, 200);
+      assert.equal(children, 0, "no request logged anything, so no child logger was built");
+
+      assert.equal((await app.inject({ url: "/loud" })).statusCode, 200);
+      assert.equal(children, 1, "one child for the request that logged, however many lines");
+      const said = lines.filter((l) => l.msg === "something to say" || l.msg === "and more");
+      assert.equal(said.length, 2);
+      assert.ok(said[0]?.reqId, "the line carries the request id");
+      assert.equal(said[0]?.reqId, said[1]?.reqId);
+      assert.equal(said[0]?.level, 40);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test("a level set on the request's logger applies to it alone", async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString("utf8"));
+        done();
+      },
+    });
+    const log = createLogger({ destination, level: "info" });
+    const req = lazyRequestLogger(log, { reqId: "r1" }, {});
+    assert.equal(req.level, "info");
+    req.debug("hidden");
+    req.level = "debug";
+    req.debug("shown");
+    log.debug("parent still at info");
+    assert.deepEqual(
+      lines.map((l) => (JSON.parse(l) as { msg: string; reqId: string }).msg),
+      ["shown"],
+    );
+    assert.equal(log.level, "info");
+  });
 });

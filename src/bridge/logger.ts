@@ -75,3 +75,68 @@ function stdoutDestination(): ReturnType<typeof pino.destination> {
   });
   return stdoutSink;
 }
+
+type Level = "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+type LogFn = (...args: unknown[]) => void;
+
+/**
+ * Fastify's `childLoggerFactory`: a request's logger (`req.log`, with its `reqId`) is built on its first
+ * use, not for every request. pino's `child()` serialises and redacts the bindings each time, ~1.5% of the
+ * bridge's main thread while ingesting webhooks, and almost no request logs anything (request logging is off;
+ * routes log what matters themselves).
+ */
+export function lazyRequestLogger<L extends RequestLogger<L>>(
+  parent: L,
+  bindings: pino.Bindings,
+  opts: { level?: string },
+): L {
+  // Fastify checks for the methods LazyLogger has; nothing else of pino's Logger is used through `req.log`.
+  return new LazyLogger(parent, bindings, opts) as unknown as L;
+}
+
+/** What `lazyRequestLogger` needs of the parent: pino's Logger and Fastify's base logger both have it. */
+type RequestLogger<L> = Record<Level, LogFn> & {
+  child(bindings: pino.Bindings, opts?: { level?: string }): L;
+  level: string;
+};
+
+// One object per request, its methods on the prototype: cheaper than the child it stands in for.
+class LazyLogger<L extends RequestLogger<L>> {
+  private real: L | undefined;
+  constructor(
+    private readonly parent: L,
+    private readonly bindings: pino.Bindings,
+    private readonly opts: { level?: string },
+  ) {}
+  private get logger(): L {
+    this.real ??= this.parent.child(this.bindings, this.opts);
+    return this.real;
+  }
+  fatal(...args: unknown[]) {
+    this.logger.fatal(...args);
+  }
+  error(...args: unknown[]) {
+    this.logger.error(...args);
+  }
+  warn(...args: unknown[]) {
+    this.logger.warn(...args);
+  }
+  info(...args: unknown[]) {
+    this.logger.info(...args);
+  }
+  debug(...args: unknown[]) {
+    this.logger.debug(...args);
+  }
+  trace(...args: unknown[]) {
+    this.logger.trace(...args);
+  }
+  child(bindings: pino.Bindings, opts?: { level?: string }): L {
+    return this.logger.child(bindings, opts);
+  }
+  get level(): string {
+    return this.real ? this.real.level : (this.opts.level ?? this.parent.level);
+  }
+  set level(value: string) {
+    this.logger.level = value;
+  }
+}

@@ -1,4 +1,5 @@
-import { Agent, type Dispatcher, request } from "undici";
+import { Agent, type Dispatcher } from "undici";
+import { exchange } from "../protocol/exchange.js";
 
 /** What a provider adapter's API call gets back: enough to classify, small enough to keep. */
 export interface HttpResponse {
@@ -38,20 +39,18 @@ export function createHttpClient(
     async request(req) {
       const url = new URL(req.url);
       opts.guard?.(url);
-      const res = await request(url, {
-        method: req.method,
-        headers: req.headers,
-        body: req.body,
-        signal: req.signal,
+      const res = await exchange(
         dispatcher,
-      });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length;
-        if (size <= MAX_ANSWER) chunks.push(chunk as Buffer);
-      }
-      return { status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") };
+        {
+          url,
+          method: req.method,
+          ...(req.headers ? { headers: req.headers } : {}),
+          ...(req.body !== undefined ? { body: req.body } : {}),
+          ...(req.signal ? { signal: req.signal } : {}),
+        },
+        MAX_ANSWER,
+      );
+      return { status: res.status, headers: res.headers, text: res.body.toString("utf8") };
     },
   };
 }
