@@ -25,7 +25,11 @@ export interface ExchangeAnswer {
  * stream, async iterator or request handler is built for each answer. The forwarder's delivery thread spends
  * most of its time here.
  */
-export function exchange(dispatcher: Dispatcher, req: ExchangeRequest, keep: number): Promise<ExchangeAnswer> {
+export function exchange(
+  dispatcher: Dispatcher,
+  req: ExchangeRequest,
+  keep: number,
+): Promise<ExchangeAnswer> {
   if (req.signal?.aborted) return Promise.reject(abortReason(req.signal));
   const handler = new Handler(req.signal, keep);
   dispatcher.dispatch(
