@@ -64,7 +64,8 @@ export class SqliteCheckpointer {
    * frame copied; a checkpoint on another thread never sees that under steady load (frames arrive while it
    * copies), so the file would grow without end. When the worker has left only a few frames and the WAL is
    * long, the writer copies those itself — a few pages and a sync, on the event loop, once per 64 MB of WAL
-   * (`restartFrames`) — and the commit that follows starts the WAL over.
+   * (`restartFrames`) — and the commit that follows starts the WAL over. If the worker cannot get that far
+   * (starved of CPU under sustained writes), the writer copies whatever is left once the WAL is twice that long.
    */
   beforeCommit(writer: { pragma(sql: string): unknown }): void {
     if (Atomics.load(this.shared, 1) === 0) return;
@@ -139,7 +140,11 @@ const tick = () => {
         checkpoint();
         wal = walFrames();
       }
-      if (wal.pending <= WRITER_COPIES_AT_MOST) Atomics.store(workerData.shared, 1, 1);
+      // Starved of CPU (an overloaded host), this thread may never get the pending frames down to a handful
+      // while writes go on, and the WAL would grow without end. Past twice its intended length the writer copies
+      // whatever is left itself: one longer stall on its event loop, instead of a file that keeps growing.
+      if (wal.pending <= WRITER_COPIES_AT_MOST || wal.frames >= 2 * workerData.restartFrames)
+        Atomics.store(workerData.shared, 1, 1);
     }
   }
   timer = setTimeout(tick, TICK_MS);
