@@ -17,6 +17,7 @@ import {
   type BenchResult,
   type ChildServer,
   cpuSeconds,
+  ioWriteBytes,
   load,
   smsbridgeCommand,
   startBare,
@@ -142,10 +143,13 @@ export default async function run(): Promise<BenchResult[]> {
       const bridge = await startBridge(config(dir, sink.url, db));
       let ingest: Awaited<ReturnType<typeof load>>;
       let cpu: { bridge: number; sink: number; gen: number };
+      let written: number;
       try {
         await load({ url: bridge.url, connections, durationSec: 1, requests: twilioWebhook }); // warm-up
         const cpu0 = { bridge: cpuSeconds(bridge.pid), sink: cpuSeconds(sink.pid), gen: process.cpuUsage() };
+        const written0 = ioWriteBytes(bridge.pid);
         ingest = await load({ url: bridge.url, connections, durationSec: SECONDS, requests: twilioWebhook });
+        written = ioWriteBytes(bridge.pid) - written0;
         const gen = process.cpuUsage(cpu0.gen);
         cpu = {
           bridge: cpuSeconds(bridge.pid) - cpu0.bridge,
@@ -177,7 +181,7 @@ export default async function run(): Promise<BenchResult[]> {
             name: `bridge CPU per ingested message, ${connections} connections`,
             value: us(cpu.bridge, ingest.total),
             unit: "µs",
-            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all`,
+            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints)`,
           },
           { name: "bare node:http CPU per request", value: us(bareCpu, bareRun.total) },
         ),

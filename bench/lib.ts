@@ -252,7 +252,6 @@ const CLK_TCK = (() => {
   }
 })();
 
-/** CPU seconds (user + system, all threads) a process has used so far, from /proc/<pid>/stat. */
 /**
  * Bytes a process (all its threads) has caused to be written to storage (`write_bytes` in /proc/<pid>/io):
  * for the bridge, WAL appends and checkpoints. Unlike a latency it does not move with the machine's noise.
@@ -262,6 +261,7 @@ export function ioWriteBytes(pid: number): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc/<pid>/stat. */
 export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // Fields after the command name (which may contain spaces) start at field 3; utime and stime are 14 and 15.
