@@ -1,47 +1,8 @@
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, describe, test } from "node:test";
-import { Agent } from "undici";
+import { describe, test } from "node:test";
 import { classifyStatus, postSigned } from "./client.js";
 import { sign, verify } from "./signature.js";
-
-interface Received {
-  bytes: Buffer;
-  headers: IncomingHttpHeaders;
-  method: string;
-  url: string;
-}
-
-/** A real HTTP server on 127.0.0.1 that records exactly what arrived. */
-async function startServer(handler: (req: IncomingMessage, res: ServerResponse, bytes: Buffer) => void) {
-  const received: Received[] = [];
-  let connections = 0;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const bytes = Buffer.concat(chunks);
-      received.push({ bytes, headers: req.headers, method: req.method ?? "", url: req.url ?? "" });
-      handler(req, res, bytes);
-    });
-  });
-  server.on("connection", () => connections++);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/incoming/sms`,
-    received,
-    connections: () => connections,
-    close: async () => {
-      server.closeAllConnections();
-      server.close();
-      await once(server, "close");
-    },
-  };
-}
+import { startServer, testAgents } from "./test-support/http.js";
 
 const SECRET = "your_shared_secret";
 const PAYLOAD = {
@@ -51,15 +12,7 @@ const PAYLOAD = {
   body: "hi 👋\u2028there",
 };
 
-const agents: Agent[] = [];
-function agent(): Agent {
-  const a = new Agent({ keepAliveTimeout: 10_000 });
-  agents.push(a);
-  return a;
-}
-after(async () => {
-  await Promise.all(agents.map((a) => a.close()));
-});
+const agent = testAgents();
 
 describe("classification of every answer, against a real server", () => {
   const big = "e".repeat(5000);

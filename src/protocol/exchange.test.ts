@@ -1,42 +1,10 @@
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, describe, test } from "node:test";
-import { Agent } from "undici";
+import type { ServerResponse } from "node:http";
+import { describe, test } from "node:test";
 import { exchange } from "./exchange.js";
+import { startServer, testAgents } from "./test-support/http.js";
 
-/** A real HTTP server on 127.0.0.1; counts the connections it accepted. */
-async function startServer(handler: (req: IncomingMessage, res: ServerResponse) => void) {
-  let connections = 0;
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on("end", () => handler(req, res));
-  });
-  server.on("connection", () => connections++);
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: (path = "/x") => new URL(`http://127.0.0.1:${port}${path}`),
-    connections: () => connections,
-    close: async () => {
-      server.closeAllConnections();
-      server.close();
-      await once(server, "close");
-    },
-  };
-}
-
-const agents: Agent[] = [];
-function agent(connections?: number): Agent {
-  const a = new Agent({ keepAliveTimeout: 10_000, ...(connections ? { connections } : {}) });
-  agents.push(a);
-  return a;
-}
-after(async () => {
-  await Promise.all(agents.map((a) => a.close()));
-});
+const agent = testAgents();
 
 describe("exchange", () => {
   const sizes = [
@@ -53,7 +21,7 @@ describe("exchange", () => {
       try {
         const dispatcher = agent();
         for (let i = 0; i < 10; i++) {
-          const a = await exchange(dispatcher, { url: srv.url(), method: "POST", body: "hi" }, c.keep);
+          const a = await exchange(dispatcher, { url: new URL(srv.url), method: "POST", body: "hi" }, c.keep);
           assert.equal(a.status, 201);
           assert.equal(a.headers["x-extra"], "yes");
           assert.deepEqual(a.body, body.subarray(0, c.kept));
@@ -76,7 +44,7 @@ describe("exchange", () => {
     try {
       const a = await exchange(
         agent(),
-        { url: srv.url("/a/b?c=1&d=%20"), method: "PUT", headers: { "x-one": "1" }, body: "x" },
+        { url: srv.at("/a/b?c=1&d=%20"), method: "PUT", headers: { "x-one": "1" }, body: "x" },
         10,
       );
       assert.equal(a.body.toString(), "ok");
@@ -95,11 +63,11 @@ describe("exchange", () => {
     });
     try {
       const dispatcher = agent(1);
-      const first = exchange(dispatcher, { url: srv.url(), method: "POST", body: "1" }, 10);
+      const first = exchange(dispatcher, { url: new URL(srv.url), method: "POST", body: "1" }, 10);
       const controller = new AbortController();
       const second = exchange(
         dispatcher,
-        { url: srv.url(), method: "POST", body: "2", signal: controller.signal },
+        { url: new URL(srv.url), method: "POST", body: "2", signal: controller.signal },
         10,
       );
       while (arrived < 1) await new Promise((r) => setTimeout(r, 5));
@@ -122,7 +90,7 @@ describe("exchange", () => {
     });
     try {
       await assert.rejects(
-        exchange(agent(), { url: srv.url(), method: "GET", signal: AbortSignal.abort() }, 10),
+        exchange(agent(), { url: new URL(srv.url), method: "GET", signal: AbortSignal.abort() }, 10),
         (e: Error) => e.name === "AbortError",
       );
       assert.equal(arrived, 0);
@@ -138,7 +106,7 @@ describe("exchange", () => {
       setTimeout(() => req.socket.destroy(), 10);
     });
     try {
-      await assert.rejects(exchange(agent(), { url: srv.url(), method: "GET" }, 10));
+      await assert.rejects(exchange(agent(), { url: new URL(srv.url), method: "GET" }, 10));
     } finally {
       await srv.close();
     }
