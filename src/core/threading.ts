@@ -26,6 +26,14 @@ export function newSessionThreadId(channelId: string, customer: string, now: num
   return `${channelId}:${customer}:${now.toString(36)}${randomBytes(3).toString("hex")}`;
 }
 
+/**
+ * Whether `threadFor` looks at the pair's current thread: only sessions do. Pair and helpdesk threads follow
+ * from the message alone, so their stores skip reading the thread row (one index lookup per message).
+ */
+export function readsCurrentThread(cfg: ThreadingConfig): boolean {
+  return cfg.mode === "session";
+}
+
 /** The thread for a new customer message, and the state to store (undefined: leave state alone). */
 export function threadFor(
   cfg: ThreadingConfig,

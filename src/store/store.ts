@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { type Kysely, Migrator, sql, type Transaction } from "kysely";
 import { type KeywordAction, keywordAction } from "../core/optout.js";
-import { type ThreadingConfig, threadFor } from "../core/threading.js";
+import { readsCurrentThread, type ThreadingConfig, threadFor } from "../core/threading.js";
 import { listenForOutbox, OUTBOX_CHANNEL } from "./dialect/postgres.js";
 import type { SqliteHotPath } from "./dialect/sqlite-hot.js";
 import { GroupCommit } from "./group-commit.js";
@@ -235,7 +235,9 @@ export class Store {
       .executeTakeFirst();
     if (existing) return { status: "duplicate" };
 
-    const current = await this.threadState(trx, item.channelId, item.customer);
+    const current = readsCurrentThread(item.threading)
+      ? await this.threadState(trx, item.channelId, item.customer)
+      : undefined;
     const { threadId, state } = threadFor(
       item.threading,
       item.channelId,

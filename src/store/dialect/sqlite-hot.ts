@@ -1,7 +1,7 @@
 import { type FileHandle, open } from "node:fs/promises";
 import type Database from "better-sqlite3";
 import { keywordAction } from "../../core/optout.js";
-import { threadFor } from "../../core/threading.js";
+import { readsCurrentThread, threadFor } from "../../core/threading.js";
 import type { ClaimedRow, FinishOp, IngestItem, IngestResult, ReplyClaim, SentRecord } from "../store.js";
 import type { SyncMode } from "./sqlite.js";
 
@@ -322,9 +322,11 @@ export class SqliteHotPath {
 
   private ingestOne(item: IngestItem): IngestResult {
     const s = this.s;
-    const row = s.thread.get(item.channelId, item.customer) as
-      | { thread_id: string; last_activity: number }
-      | undefined;
+    const row = readsCurrentThread(item.threading)
+      ? (s.thread.get(item.channelId, item.customer) as
+          | { thread_id: string; last_activity: number }
+          | undefined)
+      : undefined;
     const current = row ? { threadId: row.thread_id, lastActivity: row.last_activity } : undefined;
     const { threadId, state } = threadFor(
       item.threading,
