@@ -22,6 +22,7 @@ import {
   smsbridgeCommand,
   startBare,
   startChild,
+  walSyncs,
   withBaseline,
 } from "./lib.js";
 import { ACCOUNT, PHONE, PUBLIC, TOKEN, twilioWebhook } from "./twilio-webhook.js";
@@ -81,12 +82,15 @@ async function wrkIngest(dir: string, sink: ChildServer, bare: ChildServer): Pro
   const bridge = await startBridge(config(dir, sink.url, join(dir, "ingest-wrk.db")));
   let run: Awaited<ReturnType<typeof wrkRun>>;
   let sinkCpu: number;
+  let syncs: number;
   try {
     // Warm-up with autocannon: its posts are other messages, so wrk's all stay new.
     await load({ url: bridge.url, connections, durationSec: 1, requests: twilioWebhook });
     const sink0 = cpuSeconds(sink.pid);
+    const syncs0 = await syncCount(bridge.url);
     run = await wrkRun(bridge.url, bridge.pid, script, SECONDS, connections);
     sinkCpu = cpuSeconds(sink.pid) - sink0;
+    syncs = (await syncCount(bridge.url)) - syncs0;
   } finally {
     await bridge.close();
   }
@@ -99,11 +103,25 @@ async function wrkIngest(dir: string, sink: ChildServer, bare: ChildServer): Pro
         name: `durable ingest by wrk, ${connections} connections (Twilio webhooks → commit → ack)`,
         value: run.rps,
         unit: "msg/s",
-        note: `p50 ${run.p50.toFixed(2)} ms, p99 ${run.p99.toFixed(2)} ms; forwarder running; ${repeats ? `${repeats} of ${run.total} posts were repeats (raise BENCH_WRK_POSTS)` : `${run.total} distinct posts`}; per message: bridge ${us(run.serverCpu)} µs, wrk ${us(run.genCpu)} µs, sink ${us(sinkCpu)} µs of CPU, ${((run.serverCpu + run.genCpu + sinkCpu) / run.wall).toFixed(2)} of ${availableParallelism()} cores in all`,
+        note: `p50 ${run.p50.toFixed(2)} ms, p99 ${run.p99.toFixed(2)} ms; forwarder running; ${repeats ? `${repeats} of ${run.total} posts were repeats (raise BENCH_WRK_POSTS)` : `${run.total} distinct posts`}; per message: bridge ${us(run.serverCpu)} µs, wrk ${us(run.genCpu)} µs, sink ${us(sinkCpu)} µs of CPU, ${((run.serverCpu + run.genCpu + sinkCpu) / run.wall).toFixed(2)} of ${availableParallelism()} cores in all; ${perSync(run.total, syncs)}`,
       },
       { name: "bare node:http by wrk", value: bareRun.rps },
     ),
   ];
+}
+
+/** WAL syncs the bridge has done, each closing one group-commit round. */
+async function syncCount(url: string): Promise<number> {
+  return (await walSyncs(url)).get("+Inf") ?? Number.NaN;
+}
+
+/**
+ * Messages per commit round: each round (commit, WAL sync, the forwarder's claim and outcome transactions
+ * for it) has a cost of its own whatever it carries, so fewer messages per round cost more per message
+ * (docs/PERFORMANCE.md, round 8).
+ */
+function perSync(messages: number, syncs: number): string {
+  return `${(messages / syncs).toFixed(1)} messages per WAL sync (${syncs} syncs)`;
 }
 
 /** Cores busy on average over a run, all three processes together. */
@@ -144,12 +162,15 @@ export default async function run(): Promise<BenchResult[]> {
       let ingest: Awaited<ReturnType<typeof load>>;
       let cpu: { bridge: number; sink: number; gen: number };
       let written: number;
+      let syncs: number;
       try {
         await load({ url: bridge.url, connections, durationSec: 1, requests: twilioWebhook }); // warm-up
         const cpu0 = { bridge: cpuSeconds(bridge.pid), sink: cpuSeconds(sink.pid), gen: process.cpuUsage() };
         const written0 = ioWriteBytes(bridge.pid);
+        const syncs0 = await syncCount(bridge.url);
         ingest = await load({ url: bridge.url, connections, durationSec: SECONDS, requests: twilioWebhook });
         written = ioWriteBytes(bridge.pid) - written0;
+        syncs = (await syncCount(bridge.url)) - syncs0;
         const gen = process.cpuUsage(cpu0.gen);
         cpu = {
           bridge: cpuSeconds(bridge.pid) - cpu0.bridge,
@@ -181,7 +202,7 @@ export default async function run(): Promise<BenchResult[]> {
             name: `bridge CPU per ingested message, ${connections} connections`,
             value: us(cpu.bridge, ingest.total),
             unit: "µs",
-            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints)`,
+            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints); ${perSync(ingest.total, syncs)}`,
           },
           { name: "bare node:http CPU per request", value: us(bareCpu, bareRun.total) },
         ),

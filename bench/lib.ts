@@ -268,3 +268,15 @@ export function cpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
+
+/**
+ * The bridge's WAL syncs so far, from its own /metrics: the cumulative count per `le` bucket of
+ * `smsbridge_sqlite_wal_sync_seconds` ("+Inf" is every sync).
+ */
+export async function walSyncs(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^smsbridge_sqlite_wal_sync_seconds_bucket\{le="([^"]+)"\} (\d+)/gm))
+    out.set(m[1] as string, Number(m[2]));
+  return out;
+}

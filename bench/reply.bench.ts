@@ -26,6 +26,7 @@ import {
   load,
   smsbridgeCommand,
   startChild,
+  walSyncs,
   withBaseline,
 } from "./lib.js";
 import { ACCOUNT, PHONE, TOKEN } from "./twilio-webhook.js";
@@ -299,14 +300,6 @@ function commitLatency(dir: string): { p50: number; p99: number } {
 const f2 = (n: number) => n.toFixed(2);
 
 /** The bridge's WAL-sync histogram (`smsbridge_sqlite_wal_sync_seconds`): cumulative count per bucket bound. */
-async function walSyncs(url: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const m of text.matchAll(/^smsbridge_sqlite_wal_sync_seconds_bucket\{le="([^"]+)"\} (\d+)/gm))
-    out.set(m[1] as string, Number(m[2]));
-  return out;
-}
-
 function diffSyncs(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
   return new Map([...after].map(([le, n]) => [le, n - (before.get(le) ?? 0)]));
 }
