@@ -299,7 +299,7 @@ function commitLatency(dir: string): { p50: number; p99: number } {
 
 const f2 = (n: number) => n.toFixed(2);
 
-/** The bridge's WAL-sync histogram (`smsbridge_sqlite_wal_sync_seconds`): cumulative count per bucket bound. */
+/** Syncs per bucket bound between two readings of `walSyncs`. */
 function diffSyncs(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
   return new Map([...after].map(([le, n]) => [le, n - (before.get(le) ?? 0)]));
 }
