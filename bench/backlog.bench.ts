@@ -118,7 +118,8 @@ async function measureClaims(store: Store, n: number): Promise<{ p50: number; p9
 }
 
 let ingestSeq = 0;
-function ingestItem(): IngestItem {
+/** A fresh Twilio-like message for Store.ingest (also used by handoff.bench.ts). */
+export function ingestItem(): IngestItem {
   const i = ingestSeq++;
   const customer = `+1415555${String(i % 10_000).padStart(4, "0")}`;
   // Real MessageSids are random: new keys land anywhere in the dedupe index, not only at its end.

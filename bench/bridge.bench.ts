@@ -19,10 +19,10 @@ import {
   cpuSeconds,
   ioWriteBytes,
   load,
+  roundCounters,
   smsbridgeCommand,
   startBare,
   startChild,
-  walSyncs,
   withBaseline,
 } from "./lib.js";
 import { ACCOUNT, PHONE, PUBLIC, TOKEN, twilioWebhook } from "./twilio-webhook.js";
@@ -82,15 +82,15 @@ async function wrkIngest(dir: string, sink: ChildServer, bare: ChildServer): Pro
   const bridge = await startBridge(config(dir, sink.url, join(dir, "ingest-wrk.db")));
   let run: Awaited<ReturnType<typeof wrkRun>>;
   let sinkCpu: number;
-  let syncs: number;
+  let rounds: Rounds;
   try {
     // Warm-up with autocannon: its posts are other messages, so wrk's all stay new.
     await load({ url: bridge.url, connections, durationSec: 1, requests: twilioWebhook });
-    const syncs0 = await syncCount(bridge.url);
+    const rounds0 = await roundCounters(bridge.url);
     const sink0 = cpuSeconds(sink.pid);
     run = await wrkRun(bridge.url, bridge.pid, script, SECONDS, connections);
     sinkCpu = cpuSeconds(sink.pid) - sink0;
-    syncs = (await syncCount(bridge.url)) - syncs0;
+    rounds = since(rounds0, await roundCounters(bridge.url));
   } finally {
     await bridge.close();
   }
@@ -103,25 +103,34 @@ async function wrkIngest(dir: string, sink: ChildServer, bare: ChildServer): Pro
         name: `durable ingest by wrk, ${connections} connections (Twilio webhooks → commit → ack)`,
         value: run.rps,
         unit: "msg/s",
-        note: `p50 ${run.p50.toFixed(2)} ms, p99 ${run.p99.toFixed(2)} ms; forwarder running; ${repeats ? `${repeats} of ${run.total} posts were repeats (raise BENCH_WRK_POSTS)` : `${run.total} distinct posts`}; per message: bridge ${us(run.serverCpu)} µs, wrk ${us(run.genCpu)} µs, sink ${us(sinkCpu)} µs of CPU, ${((run.serverCpu + run.genCpu + sinkCpu) / run.wall).toFixed(2)} of ${availableParallelism()} cores in all; ${perSync(run.total, syncs)}`,
+        note: `p50 ${run.p50.toFixed(2)} ms, p99 ${run.p99.toFixed(2)} ms; forwarder running; ${repeats ? `${repeats} of ${run.total} posts were repeats (raise BENCH_WRK_POSTS)` : `${run.total} distinct posts`}; per message: bridge ${us(run.serverCpu)} µs, wrk ${us(run.genCpu)} µs, sink ${us(sinkCpu)} µs of CPU, ${((run.serverCpu + run.genCpu + sinkCpu) / run.wall).toFixed(2)} of ${availableParallelism()} cores in all; ${perRound(run.total, rounds)}`,
       },
       { name: "bare node:http by wrk", value: bareRun.rps },
     ),
   ];
 }
 
-/** WAL syncs the bridge has done, each closing one group-commit round. */
-async function syncCount(url: string): Promise<number> {
-  return (await walSyncs(url)).get("+Inf") ?? Number.NaN;
+type Rounds = Awaited<ReturnType<typeof roundCounters>>;
+
+/** What the counters moved by between two reads of /metrics. */
+function since(a: Rounds, b: Rounds): Rounds {
+  return {
+    syncs: b.syncs - a.syncs,
+    atIngest: b.atIngest - a.atIngest,
+    fromOutbox: b.fromOutbox - a.fromOutbox,
+  };
 }
 
 /**
  * Messages per commit round: each round (commit, WAL sync, the forwarder's claim and outcome transactions
  * for it) has a cost of its own whatever it carries, so fewer messages per round cost more per message
- * (docs/PERFORMANCE.md, round 8).
+ * (docs/PERFORMANCE.md, round 8). And how the forwarder took them: handed off as they were stored, or
+ * claimed from the outbox (round 9).
  */
-function perSync(messages: number, syncs: number): string {
-  return `${(messages / syncs).toFixed(1)} messages per WAL sync (${syncs} syncs)`;
+function perRound(messages: number, r: Rounds): string {
+  const claimed = r.atIngest + r.fromOutbox;
+  const share = claimed ? `${Math.round((100 * r.atIngest) / claimed)}%` : "n/a";
+  return `${(messages / r.syncs).toFixed(1)} messages per WAL sync (${r.syncs} syncs); ${share} of the rows forwarded meanwhile were claimed at ingest`;
 }
 
 /** Cores busy on average over a run, all three processes together. */
@@ -162,11 +171,11 @@ export default async function run(): Promise<BenchResult[]> {
       let ingest: Awaited<ReturnType<typeof load>>;
       let cpu: { bridge: number; sink: number; gen: number };
       let written: number;
-      let syncs: number;
+      let rounds: Rounds;
       try {
         await load({ url: bridge.url, connections, durationSec: 1, requests: twilioWebhook }); // warm-up
         // Read /metrics outside the CPU window: answering it is not ingest work.
-        const syncs0 = await syncCount(bridge.url);
+        const rounds0 = await roundCounters(bridge.url);
         const cpu0 = { bridge: cpuSeconds(bridge.pid), sink: cpuSeconds(sink.pid), gen: process.cpuUsage() };
         const written0 = ioWriteBytes(bridge.pid);
         ingest = await load({ url: bridge.url, connections, durationSec: SECONDS, requests: twilioWebhook });
@@ -177,7 +186,7 @@ export default async function run(): Promise<BenchResult[]> {
           sink: cpuSeconds(sink.pid) - cpu0.sink,
           gen: (gen.user + gen.system) / 1e6,
         };
-        syncs = (await syncCount(bridge.url)) - syncs0;
+        rounds = since(rounds0, await roundCounters(bridge.url));
       } finally {
         await bridge.close();
       }
@@ -203,7 +212,7 @@ export default async function run(): Promise<BenchResult[]> {
             name: `bridge CPU per ingested message, ${connections} connections`,
             value: us(cpu.bridge, ingest.total),
             unit: "µs",
-            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints); ${perSync(ingest.total, syncs)}`,
+            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints); ${perRound(ingest.total, rounds)}`,
           },
           { name: "bare node:http CPU per request", value: us(bareCpu, bareRun.total) },
         ),

@@ -280,3 +280,16 @@ export async function walSyncs(url: string): Promise<Map<string, number>> {
     out.set(m[1] as string, Number(m[2]));
   return out;
 }
+
+/** Counters from a bridge's /metrics that explain a commit round: WAL syncs, and how forwarded rows were claimed. */
+export async function roundCounters(
+  url: string,
+): Promise<{ syncs: number; atIngest: number; fromOutbox: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+  return {
+    syncs: sum(/^smsbridge_sqlite_wal_sync_seconds_count (\d+)/gm),
+    atIngest: sum(/^smsbridge_outbox_claimed_total\{[^}]*by="ingest"[^}]*\} (\d+)/gm),
+    fromOutbox: sum(/^smsbridge_outbox_claimed_total\{[^}]*by="claim"[^}]*\} (\d+)/gm),
+  };
+}

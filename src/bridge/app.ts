@@ -112,6 +112,7 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
       publicUrl,
       attachmentUrl: (ch, url) => proxiedUrl(ch, url, baseUrlRef.value, now(), DEFAULT_MEDIA.ttlMs),
       onStored: () => forwarder?.wake(),
+      forwarder: () => forwarder,
       maskPhones: config.log.maskPhones,
     });
     registerReply(scope, { store, channels, metrics, log, now, deadlineMs: config.reply.deadlineMs });

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Logger } from "pino";
 import { type RetryPolicy, retryDelay, retryExpired } from "../core/retry.js";
@@ -20,6 +21,18 @@ const MIN_CLAIM_GAP_MS = 2;
 /** Free delivery slots at which a channel is claimed for again. */
 const refillAt = (ch: Channel) => Math.max(1, Math.floor(ch.config.concurrency / 2));
 
+/** One channel's deliveries as this forwarder holds them. */
+interface Lane {
+  ch: Channel;
+  breaker: Breaker;
+  /** POSTs sent and not yet recorded (at most `concurrency`). */
+  inflight: number;
+  /** Hand-offs reserved whose ingest is still committing. */
+  reserved: number;
+  /** Rows claimed at insert, durable, waiting for a delivery slot. */
+  ready: ClaimedRow[];
+}
+
 const pause = (ms: number) => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve());
 
 /**
@@ -28,16 +41,24 @@ const pause = (ms: number) => (ms > 0 ? new Promise((r) => setTimeout(r, ms)) : 
  */
 export class Forwarder {
   private running = false;
-  private inflight = new Map<string, number>();
+  private readonly lanes = new Map<string, Lane>();
   readonly breakers = new Map<string, Breaker>();
   private wakeUp: (() => void) | undefined;
   private woken = false;
   private loopDone: Promise<void> | undefined;
-  /** Deliveries dispatched and not yet recorded, over all channels; `stop` waits until none is left. */
-  private delivering = 0;
+  /** Rows held — reserved, ready or in flight — over all channels; `stop` waits until none is left. */
+  private holding = 0;
   private readonly allRecorded: Array<() => void> = [];
+  /**
+   * Whether the outbox may hold rows the loop should claim now. A finished delivery wakes the loop only then:
+   * with fresh messages handed off, waking it on every one was an empty claim and a `nextDue` query each.
+   */
+  private outboxWork = true;
   private readonly policy: RetryPolicy;
   private readonly deliverer = new Deliverer();
+  /** Claim tokens for rows claimed at insert: unique per process start, then a counter (see `reserve`). */
+  private readonly tokenPrefix = randomUUID();
+  private tokens = 0;
 
   constructor(
     private readonly store: Store,
@@ -48,9 +69,10 @@ export class Forwarder {
     private readonly now: () => number = Date.now,
   ) {
     this.policy = { baseMs: cfg.retryBaseMs, capMs: cfg.retryCapMs, maxAgeMs: cfg.maxAgeHours * 3_600_000 };
-    for (const id of channels.keys()) {
-      this.breakers.set(id, new Breaker(cfg.breakerThreshold, cfg.breakerCooldownMs));
-      this.inflight.set(id, 0);
+    for (const [id, ch] of channels) {
+      const breaker = new Breaker(cfg.breakerThreshold, cfg.breakerCooldownMs);
+      this.breakers.set(id, breaker);
+      this.lanes.set(id, { ch, breaker, inflight: 0, reserved: 0, ready: [] });
     }
   }
 
@@ -65,19 +87,67 @@ export class Forwarder {
     this.running = false;
     this.wake();
     await this.loopDone;
-    if (this.delivering > 0) await new Promise<void>((r) => this.allRecorded.push(r));
+    if (this.holding > 0) await new Promise<void>((r) => this.allRecorded.push(r));
     await this.deliverer.close();
   }
 
   /** New work arrived (an ingest in this process, a NOTIFY from another): claim now instead of at the next poll. */
   wake(): void {
+    this.outboxWork = true;
     this.woken = true;
     this.wakeUp?.();
+  }
+
+  /**
+   * The hand-off: a message about to be ingested on a channel whose breaker is closed is inserted already
+   * claimed by this forwarder (IngestItem.claim), and comes back here through `deliver` once it is durable. A
+   * fresh message is then delivered without the claim's UPDATE … RETURNING, which wrote its outbox row and
+   * index entry a second time and read its payload back (~4–5% of the main thread while ingesting). The row is
+   * leased and fenced as any claimed row: if this process dies first, the lease expires and any instance
+   * delivers it.
+   *
+   * Rows claimed this way and not yet sending — their ingest still committing, or durable and waiting for a
+   * delivery slot — are at most the channel's `concurrency`, so what this process holds under lease stays
+   * bounded (2 × concurrency with the deliveries in flight) and each is sent long before its lease ends.
+   * Beyond that, messages are stored unclaimed and the loop claims them. `release` gives a reservation back
+   * when nothing was stored (a duplicate, a failed commit).
+   */
+  reserve(channelId: string): { token: string; leaseUntil: number } | undefined {
+    const lane = this.lanes.get(channelId);
+    if (!this.running || !lane) return undefined;
+    const now = this.now();
+    // Only while the breaker is closed: a half-open channel gets its single probe from the loop.
+    if (
+      lane.reserved + lane.ready.length >= lane.ch.config.concurrency ||
+      lane.breaker.current(now) !== "closed"
+    )
+      return undefined;
+    lane.reserved++;
+    this.holding++;
+    return { token: `${this.tokenPrefix}.${++this.tokens}`, leaseUntil: now + this.cfg.leaseMs };
+  }
+
+  /** Delivers a row claimed at insert under a reservation from `reserve`: now, or when a slot frees. */
+  deliver(row: ClaimedRow): void {
+    const lane = this.lanes.get(row.channelId)!;
+    lane.reserved--;
+    this.metrics.claimed.inc({ channel: lane.ch.id, by: "ingest" });
+    if (lane.inflight < lane.ch.config.concurrency) this.send(lane, row);
+    else lane.ready.push(row);
+  }
+
+  /** Gives back a reservation from `reserve` that got no row. */
+  release(channelId: string): void {
+    const lane = this.lanes.get(channelId)!;
+    lane.reserved--;
+    this.dropHold();
   }
 
   private async loop(): Promise<void> {
     while (this.running) {
       this.woken = false;
+      // Set again by wake() (rows stored unclaimed, a NOTIFY), a retry, or below if this round leaves work.
+      this.outboxWork = false;
       let claimed = 0;
       // A channel skipped because its deliveries are in flight wakes the loop when they finish.
       let waitingOnDeliveries = false;
@@ -89,9 +159,10 @@ export class Forwarder {
       let sleepMs = this.cfg.pollMs;
       try {
         const now = this.now();
-        for (const ch of this.channels.values()) {
-          const breaker = this.breakers.get(ch.id)!;
-          const busy = this.inflight.get(ch.id) ?? 0;
+        for (const lane of this.lanes.values()) {
+          const { ch, breaker } = lane;
+          // Rows handed off and waiting for a slot go first: they are claimed already.
+          const busy = lane.inflight + lane.ready.length;
           const free = ch.config.concurrency - busy;
           // Refill in batches (below half full), not one claim per finished delivery: each claim is a write.
           if (busy > 0 && free < refillAt(ch)) {
@@ -110,9 +181,11 @@ export class Forwarder {
             channels: [ch.id],
           });
           claimed += rows.length;
+          if (rows.length) this.metrics.claimed.inc({ channel: ch.id, by: "claim" }, rows.length);
           if (rows.length === allowance) full = true;
-          for (const row of rows) this.dispatch(ch, row, breaker);
+          for (const row of rows) this.dispatch(lane, row);
         }
+        if (full || waitingOnDeliveries) this.outboxWork = true;
         // Nothing claimed and nothing in flight to wake us: sleep until the next retry falls due. (With
         // deliveries in flight, asking was a query per wake-up, ~2% of the main thread under load.)
         if (claimed === 0 && !waitingOnDeliveries) {
@@ -121,6 +194,7 @@ export class Forwarder {
         }
       } catch (err) {
         // Database trouble: nothing is lost (rows stay pending); try again after a poll interval.
+        this.outboxWork = true;
         this.log.error({ err }, "forwarder could not claim from the outbox");
       }
       if (!this.running) break;
@@ -131,8 +205,8 @@ export class Forwarder {
   }
 
   private hasRoom(): boolean {
-    for (const ch of this.channels.values())
-      if ((this.inflight.get(ch.id) ?? 0) < ch.config.concurrency) return true;
+    for (const lane of this.lanes.values())
+      if (lane.inflight + lane.ready.length < lane.ch.config.concurrency) return true;
     return false;
   }
 
@@ -155,9 +229,15 @@ export class Forwarder {
    * Nothing waits on a delivery but the callback: no promise or async frame per message is held across the
    * HTTP round trip (Deliverer.send says why that matters for memory).
    */
-  private dispatch(ch: Channel, row: ClaimedRow, breaker: Breaker): void {
-    this.inflight.set(ch.id, (this.inflight.get(ch.id) ?? 0) + 1);
-    this.delivering++;
+  private dispatch(lane: Lane, row: ClaimedRow): void {
+    this.holding++;
+    this.send(lane, row);
+  }
+
+  /** Sends a row already counted in `holding`, in a slot of its own. */
+  private send(lane: Lane, row: ClaimedRow): void {
+    const { ch, breaker } = lane;
+    lane.inflight++;
     breaker.onStart(this.now());
     this.deliverer.send(
       {
@@ -175,16 +255,24 @@ export class Forwarder {
               "delivery bookkeeping failed; the lease will expire and it will be retried",
             ),
           )
-          .finally(() => this.recorded(ch)),
+          .finally(() => this.recorded(lane)),
     );
   }
 
-  private recorded(ch: Channel): void {
-    const busy = (this.inflight.get(ch.id) ?? 1) - 1;
-    this.inflight.set(ch.id, busy);
-    if (--this.delivering === 0) for (const r of this.allRecorded.splice(0)) r();
-    // The loop refills a channel once it is half empty (see `loop`); waking it sooner does nothing.
-    if (ch.config.concurrency - busy >= refillAt(ch)) this.wake();
+  private recorded(lane: Lane): void {
+    lane.inflight--;
+    // A row handed off and waiting takes the slot at once.
+    const next = lane.ready.shift();
+    if (next) this.send(lane, next);
+    this.dropHold();
+    // The loop refills a channel once it is half empty (see `loop`); waking it sooner, or when the outbox has
+    // nothing for it, does nothing.
+    const free = lane.ch.config.concurrency - lane.inflight - lane.ready.length;
+    if (this.outboxWork && free >= refillAt(lane.ch)) this.wake();
+  }
+
+  private dropHold(): void {
+    if (--this.holding === 0) for (const r of this.allRecorded.splice(0)) r();
   }
 
   /** Stores a delivery's outcome under the row's claim token, and tells the breaker. */
@@ -239,6 +327,8 @@ export class Forwarder {
         outcome.body,
       );
       label = "retry";
+      // The row is due again soon: the loop must look (its next wake-up is when `recorded` runs).
+      this.outboxWork = true;
       this.log.info(
         { channel: ch.id, outbox: row.id, attempt: row.attempts, reason: outcome.reason, retryInMs: delay },
         "helpdesk delivery will be retried",

@@ -11,6 +11,7 @@ import {
 } from "../providers/types.js";
 import type { Store } from "../store/store.js";
 import type { Channel } from "./channels.js";
+import type { Forwarder } from "./forwarder.js";
 import type { Metrics } from "./metrics.js";
 import { helpdeskId, helpdeskPayload } from "./payload.js";
 
@@ -24,6 +25,8 @@ export interface InboundDeps {
   /** Attachment URL as the helpdesk should see it (a media-proxy URL when the provider's need credentials). */
   attachmentUrl: (ch: Channel, url: string) => string;
   onStored: () => void;
+  /** The running forwarder, to insert fresh messages already claimed for it (Forwarder.reserve). */
+  forwarder?: () => Pick<Forwarder, "reserve" | "deliver" | "release"> | undefined;
   maskPhones: boolean;
 }
 
@@ -103,32 +106,43 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     const createdAt = Number.isNaN(parsed) ? received : parsed;
     const id = helpdeskId(ch.adapter.type, m.providerMessageId);
     const attachments = m.attachments.map((a) => d.attachmentUrl(ch, a.url));
-    const r = await d.store.ingest({
-      channelId: ch.id,
-      provider: ch.adapter.type,
-      providerMessageId: m.providerMessageId,
-      customer: m.from,
-      channelNumber: m.to,
-      body: m.body,
-      createdAt,
-      receivedAt: received,
-      ...(m.meta ? { meta: m.meta } : {}),
-      threading: ch.config.threading,
-      payload: (threadId) =>
-        helpdeskPayload(ch, {
-          id,
-          direction: "inbound",
-          customer: m.from,
-          channelNumber: m.to,
-          body: m.body,
-          attachments,
-          threadId,
-          createdAt,
-        }),
-    });
+    const forwarder = d.forwarder?.();
+    const claim = forwarder?.reserve(ch.id);
+    const r = await d.store
+      .ingest({
+        channelId: ch.id,
+        provider: ch.adapter.type,
+        providerMessageId: m.providerMessageId,
+        customer: m.from,
+        channelNumber: m.to,
+        body: m.body,
+        createdAt,
+        receivedAt: received,
+        ...(m.meta ? { meta: m.meta } : {}),
+        threading: ch.config.threading,
+        payload: (threadId) =>
+          helpdeskPayload(ch, {
+            id,
+            direction: "inbound",
+            customer: m.from,
+            channelNumber: m.to,
+            body: m.body,
+            attachments,
+            threadId,
+            createdAt,
+          }),
+        ...(claim ? { claim } : {}),
+      })
+      .catch((err: unknown) => {
+        if (claim) forwarder?.release(ch.id);
+        throw err;
+      });
+    // Durable now: a row claimed at insert goes straight to the forwarder; otherwise the loop claims it.
+    if (r.status === "stored" && r.claimed) forwarder?.deliver(r.claimed);
+    else if (claim) forwarder?.release(ch.id);
     d.metrics.inbound.inc({ channel: ch.id, result: r.status });
     if (r.status === "stored") {
-      d.onStored();
+      if (!r.claimed) d.onStored();
       // Per-message lines are debug: at thousands per second they would cost more than the work they log
       // (even building the line when debug is off).
       if (d.log.isLevelEnabled("debug"))

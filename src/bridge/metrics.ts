@@ -15,6 +15,12 @@ export function createMetrics() {
     labelNames: ["channel", "outcome"] as const,
     registers: [registry],
   });
+  const claimed = new Counter({
+    name: "smsbridge_outbox_claimed_total",
+    help: "Messages claimed for delivery to the helpdesk, by channel and how: at ingest (handed to this process's forwarder as they were stored) or by the forwarder's claim from the outbox (retries, backlog, other instances' rows).",
+    labelNames: ["channel", "by"] as const,
+    registers: [registry],
+  });
   const outboxDepth = new Gauge({
     name: "smsbridge_outbox_pending",
     help: "Messages waiting to be delivered to the helpdesk, by channel.",
@@ -76,6 +82,7 @@ export function createMetrics() {
     walSync,
     inbound,
     forwardAttempts,
+    claimed,
     outboxDepth,
     outboxOldest,
     outboxDead,

@@ -101,6 +101,49 @@ for (const dialect of DIALECTS) {
       assert.equal((await store.outboxRow(second.id))?.state, "delivered");
     });
 
+    test("a row claimed at insert is leased and fenced like a claimed one", async () => {
+      const claim = { token: "handoff-1", leaseUntil: T0 + 1_000 };
+      const r = await store.ingest(
+        item({ channelId: "handoff", providerMessageId: "SMhandoff", createdAt: T0, claim }),
+      );
+      assert.equal(r.status, "stored");
+      const held = r.status === "stored" ? r.claimed : undefined;
+      assert.ok(held, "the stored result carries the claimed row");
+      assert.equal(held.token, "handoff-1");
+      assert.equal(held.attempts, 1);
+      assert.equal(held.channelId, "handoff");
+      assert.equal(held.messageId, r.status === "stored" ? r.messageId : -1);
+      assert.equal(held.queuedAt, T0);
+      const row = await store.outboxRow(held.id);
+      assert.deepEqual(
+        [row?.state, row?.attempts, row?.next_attempt_at, Buffer.from(row?.payload ?? []).toString()],
+        ["pending", 1, T0 + 1_000, held.payload.toString()],
+      );
+      assert.deepEqual(
+        await store.claim({ limit: 10, leaseMs: 1_000, now: T0 + 999, channels: ["handoff"] }),
+        [],
+        "a row claimed at insert is not due until its lease ends",
+      );
+      const [again] = await store.claim({
+        limit: 10,
+        leaseMs: 1_000,
+        now: T0 + 1_000,
+        channels: ["handoff"],
+      });
+      assert.ok(again, "its lease expiring makes it due, as any claim's");
+      assert.equal(again.attempts, 2);
+      assert.equal(await store.markDelivered(held.id, held.token, 200, T0 + 1_100), false, "fenced");
+      assert.equal(await store.markDelivered(again.id, again.token, 200, T0 + 1_200), true);
+      const dup = await store.ingest(
+        item({
+          channelId: "handoff",
+          providerMessageId: "SMhandoff",
+          claim: { token: "handoff-2", leaseUntil: T0 + 9_000 },
+        }),
+      );
+      assert.deepEqual(dup, { status: "duplicate" }, "a duplicate claims nothing");
+    });
+
     test("retry, dead, replay", async () => {
       await store.ingest(item({ channelId: "dead", createdAt: T0 }));
       const [c1] = await store.claim({ limit: 1, leaseMs: 1_000, now: T0, channels: ["dead"] });

@@ -28,10 +28,23 @@ export interface IngestItem {
   threading: ThreadingConfig;
   /** Builds the exact helpdesk-bound bytes once the thread is known (inside the transaction). */
   payload(threadId: string | undefined): Buffer;
+  /**
+   * Insert the outbox row already claimed under this token until `leaseUntil` (the forwarder's hand-off, see
+   * Forwarder.reserve): the row is then never claimed by a separate UPDATE that reads it back. Fenced and
+   * leased exactly as a claimed row is, so a process that dies before delivering it only delays it.
+   */
+  claim?: { token: string; leaseUntil: number };
 }
 
 export type IngestResult =
-  | { status: "stored"; messageId: number; threadId?: string; keyword?: KeywordAction }
+  | {
+      status: "stored";
+      messageId: number;
+      threadId?: string;
+      keyword?: KeywordAction;
+      /** The outbox row, claimed at insert, when the item asked for it (`IngestItem.claim`). */
+      claimed?: ClaimedRow;
+    }
   | { status: "duplicate" };
 
 export interface SentRecord {
@@ -206,7 +219,8 @@ export class Store {
       .sort((x, y) => keyCompare(x.item, y.item) || x.i - y.i);
     const out: IngestResult[] = new Array(items.length);
     for (const { item, i } of order) out[i] = await this.ingestOne(trx, item);
-    if (notify && out.some((r) => r.status === "stored")) await this.notifyOutbox(trx);
+    // Rows claimed at insert are this process's to deliver: waking the other instances would only cost them a claim.
+    if (notify && out.some((r) => r.status === "stored" && !r.claimed)) await this.notifyOutbox(trx);
     return out;
   }
 
@@ -286,18 +300,27 @@ export class Store {
         item.createdAt,
       );
     }
-    await this.insertOutbox(
-      trx,
-      inserted.id,
-      item.channelId,
-      item.payload(threadId),
-      item.receivedAt ?? item.createdAt,
-    );
+    const payload = item.payload(threadId);
+    const queuedAt = item.receivedAt ?? item.createdAt;
+    const outboxId = await this.insertOutbox(trx, inserted.id, item.channelId, payload, queuedAt, item.claim);
     return {
       status: "stored",
       messageId: inserted.id,
       ...(threadId ? { threadId } : {}),
       ...(keyword ? { keyword } : {}),
+      ...(item.claim
+        ? {
+            claimed: {
+              id: outboxId,
+              messageId: inserted.id,
+              channelId: item.channelId,
+              payload,
+              attempts: 1,
+              queuedAt,
+              token: item.claim.token,
+            },
+          }
+        : {}),
     };
   }
 
@@ -307,24 +330,27 @@ export class Store {
     channelId: string,
     payload: Buffer,
     now: number,
-  ) {
-    await trx
+    claim?: IngestItem["claim"],
+  ): Promise<number> {
+    const row = await trx
       .insertInto("outbox")
       .values({
         message_id: messageId,
         channel_id: channelId,
         payload,
         state: "pending",
-        attempts: 0,
-        next_attempt_at: now,
-        claim_token: null,
+        attempts: claim ? 1 : 0,
+        next_attempt_at: claim ? claim.leaseUntil : now,
+        claim_token: claim ? claim.token : null,
         queued_at: now,
         last_status: null,
         last_error: null,
         last_answer: null,
         finished_at: null,
       })
-      .execute();
+      .returning("id")
+      .executeTakeFirstOrThrow();
+    return row.id;
   }
 
   // ---- threads and opt-outs -------------------------------------------------------------------------------

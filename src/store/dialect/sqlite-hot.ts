@@ -119,9 +119,10 @@ export class SqliteHotPath {
         `INSERT INTO opt_outs (channel_id, customer, opted_out, keyword, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (channel_id, customer) DO UPDATE SET opted_out = excluded.opted_out, keyword = excluded.keyword, updated_at = excluded.updated_at`,
       ),
+      // Claimed at insert (IngestItem.claim), the row is as a claim would leave it: attempts 1, leased, fenced.
       insertOutbox: raw.prepare(
-        `INSERT INTO outbox (message_id, channel_id, payload, state, attempts, next_attempt_at, queued_at)
-         VALUES (?, ?, ?, 'pending', 0, ?, ?)`,
+        `INSERT INTO outbox (message_id, channel_id, payload, state, attempts, next_attempt_at, claim_token, queued_at)
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`,
       ),
       optOut: raw.prepare(
         "SELECT opted_out, keyword, updated_at FROM opt_outs WHERE channel_id = ? AND customer = ?",
@@ -359,12 +360,35 @@ export class SqliteHotPath {
       );
     }
     const queuedAt = item.receivedAt ?? item.createdAt;
-    s.insertOutbox.run(inserted.id, item.channelId, item.payload(threadId), queuedAt, queuedAt);
+    const payload = item.payload(threadId);
+    const claim = item.claim;
+    const outbox = s.insertOutbox.run(
+      inserted.id,
+      item.channelId,
+      payload,
+      claim ? 1 : 0,
+      claim ? claim.leaseUntil : queuedAt,
+      claim ? claim.token : null,
+      queuedAt,
+    );
     return {
       status: "stored",
       messageId: inserted.id,
       ...(threadId ? { threadId } : {}),
       ...(keyword ? { keyword } : {}),
+      ...(claim
+        ? {
+            claimed: {
+              id: Number(outbox.lastInsertRowid),
+              messageId: inserted.id,
+              channelId: item.channelId,
+              payload,
+              attempts: 1,
+              queuedAt,
+              token: claim.token,
+            },
+          }
+        : {}),
     };
   }
 
@@ -454,7 +478,15 @@ export class SqliteHotPath {
         s.saveThread.run(rec.channelId, rec.customer, threadId, rec.createdAt);
       }
       if (rec.payload) {
-        s.insertOutbox.run(inserted.id, rec.channelId, rec.payload(threadId), rec.createdAt, rec.createdAt);
+        s.insertOutbox.run(
+          inserted.id,
+          rec.channelId,
+          rec.payload(threadId),
+          0,
+          rec.createdAt,
+          null,
+          rec.createdAt,
+        );
       }
       if (reply) s.answerReply.run(reply.status, reply.body, inserted.id, rec.channelId, reply.hash);
       return { messageId: inserted.id, ...(threadId ? { threadId } : {}) };
