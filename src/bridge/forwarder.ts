@@ -132,8 +132,27 @@ export class Forwarder {
     const lane = this.lanes.get(row.channelId)!;
     lane.reserved--;
     this.metrics.claimed.inc({ channel: lane.ch.id, by: "ingest" });
-    if (lane.inflight < lane.ch.config.concurrency) this.send(lane, row);
+    if (lane.breaker.current(this.now()) !== "closed") this.giveBack(row);
+    else if (lane.inflight < lane.ch.config.concurrency) this.send(lane, row);
     else lane.ready.push(row);
+  }
+
+  /**
+   * A row claimed at insert whose channel's breaker opened before it was sent goes back to the outbox, due
+   * now and unclaimed, for the loop to send when the breaker lets it: while the breaker is open nothing but its
+   * probe reaches the helpdesk. (Its attempt count keeps the claim, as a claim whose worker died does.)
+   */
+  private giveBack(row: ClaimedRow): void {
+    this.outboxWork = true;
+    this.store
+      .markRetry(row.id, row.token, this.now(), null, "not sent: the circuit breaker opened")
+      .catch((err) =>
+        this.log.error(
+          { err, outbox: row.id },
+          "could not give a message back to the outbox; its lease will expire and it will be retried",
+        ),
+      )
+      .finally(() => this.dropHold());
   }
 
   /** Gives back a reservation from `reserve` that got no row. */
@@ -261,9 +280,13 @@ export class Forwarder {
 
   private recorded(lane: Lane): void {
     lane.inflight--;
-    // A row handed off and waiting takes the slot at once.
-    const next = lane.ready.shift();
-    if (next) this.send(lane, next);
+    // A row handed off and waiting takes the slot at once, unless the breaker has opened meanwhile.
+    if (lane.breaker.current(this.now()) === "closed") {
+      const next = lane.ready.shift();
+      if (next) this.send(lane, next);
+    } else {
+      for (const row of lane.ready.splice(0)) this.giveBack(row);
+    }
     this.dropHold();
     // The loop refills a channel once it is half empty (see `loop`); waking it sooner, or when the outbox has
     // nothing for it, does nothing.

@@ -113,6 +113,35 @@ describe("hand-off: fresh messages are claimed as they are stored", () => {
     }
   });
 
+  test("rows handed off but not yet sent when the breaker opens go back to the outbox unsent", async () => {
+    await start({ concurrency: 4, breakerThreshold: 2 });
+    try {
+      let failing = true;
+      // Slow failures: the first four fill the channel's slots; the next four wait for one, already claimed.
+      recorder.behaviour = () =>
+        failing ? { kind: "answer", status: 503, delayMs: 500 } : { kind: "answer", status: 200 };
+      await Promise.all([0, 1, 2, 3].map((i) => send("open-", i)));
+      await eventually("four POSTs in flight", async () =>
+        recorder.deliveries.length >= 4 ? true : undefined,
+      );
+      await Promise.all([4, 5, 6, 7].map((i) => send("open-", i)));
+      assert.deepEqual(await claimed(), { ingest: 8, claim: 0 }, "all eight handed off");
+      // Once the four slow 503s are in, the breaker is open: what waits for a slot must not be sent.
+      await eventually("the first four answered", async () =>
+        recorder.deliveries.filter((d) => d.status === 503).length >= 4 ? true : undefined,
+      );
+      failing = false;
+      const ids = Array.from({ length: 8 }, (_, i) => helpdeskId(`open-${i}`));
+      await deliveredOnce(ids);
+      const refused = recorder.deliveries.filter((d) => d.status === 503).length;
+      // The four in flight, and at most the one or two a slot took before the second failure opened it —
+      // not all eight, as when every waiting row was sent on whatever the breaker said.
+      assert.ok(refused <= 6, `${refused} POSTs hit the failing helpdesk`);
+    } finally {
+      await stop();
+    }
+  });
+
   test("with the breaker open, messages wait in the outbox and are claimed from it once it closes", async () => {
     await start({ concurrency: 4, breakerThreshold: 2 });
     try {
