@@ -274,7 +274,7 @@ export function cpuSeconds(pid: number): number {
  * `smsbridge_sqlite_wal_sync_seconds` ("+Inf" is every sync).
  */
 export async function walSyncs(url: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await metricsText(url);
   const out = new Map<string, number>();
   for (const m of text.matchAll(/^smsbridge_sqlite_wal_sync_seconds_bucket\{le="([^"]+)"\} (\d+)/gm))
     out.set(m[1] as string, Number(m[2]));
@@ -285,11 +285,16 @@ export async function walSyncs(url: string): Promise<Map<string, number>> {
 export async function roundCounters(
   url: string,
 ): Promise<{ syncs: number; atIngest: number; fromOutbox: number }> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await metricsText(url);
   const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
   return {
     syncs: sum(/^smsbridge_sqlite_wal_sync_seconds_count (\d+)/gm),
     atIngest: sum(/^smsbridge_outbox_claimed_total\{[^}]*by="ingest"[^}]*\} (\d+)/gm),
     fromOutbox: sum(/^smsbridge_outbox_claimed_total\{[^}]*by="claim"[^}]*\} (\d+)/gm),
   };
+}
+
+/** A bridge's Prometheus exposition, as text. */
+async function metricsText(url: string): Promise<string> {
+  return (await fetch(`${url}/metrics`)).text();
 }

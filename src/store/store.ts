@@ -36,6 +36,14 @@ export interface IngestItem {
   claim?: { token: string; leaseUntil: number };
 }
 
+/** The outbox row an ingest inserted already claimed (`IngestItem.claim`), as a claim would return it. */
+export function claimedAtInsert(
+  claim: NonNullable<IngestItem["claim"]>,
+  row: Omit<ClaimedRow, "attempts" | "token">,
+): ClaimedRow {
+  return { ...row, attempts: 1, token: claim.token };
+}
+
 export type IngestResult =
   | {
       status: "stored";
@@ -310,15 +318,13 @@ export class Store {
       ...(keyword ? { keyword } : {}),
       ...(item.claim
         ? {
-            claimed: {
+            claimed: claimedAtInsert(item.claim, {
               id: outboxId,
               messageId: inserted.id,
               channelId: item.channelId,
               payload,
-              attempts: 1,
               queuedAt,
-              token: item.claim.token,
-            },
+            }),
           }
         : {}),
     };

@@ -2,7 +2,15 @@ import { type FileHandle, open } from "node:fs/promises";
 import type Database from "better-sqlite3";
 import { keywordAction } from "../../core/optout.js";
 import { readsCurrentThread, threadFor } from "../../core/threading.js";
-import type { ClaimedRow, FinishOp, IngestItem, IngestResult, ReplyClaim, SentRecord } from "../store.js";
+import {
+  type ClaimedRow,
+  claimedAtInsert,
+  type FinishOp,
+  type IngestItem,
+  type IngestResult,
+  type ReplyClaim,
+  type SentRecord,
+} from "../store.js";
 import type { SyncMode } from "./sqlite.js";
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -378,15 +386,13 @@ export class SqliteHotPath {
       ...(keyword ? { keyword } : {}),
       ...(claim
         ? {
-            claimed: {
+            claimed: claimedAtInsert(claim, {
               id: Number(outbox.lastInsertRowid),
               messageId: inserted.id,
               channelId: item.channelId,
               payload,
-              attempts: 1,
               queuedAt,
-              token: claim.token,
-            },
+            }),
           }
         : {}),
     };
