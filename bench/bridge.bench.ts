@@ -147,6 +147,23 @@ async function pendingCount(db: string): Promise<number> {
   }
 }
 
+/**
+ * What the database keeps per stored message once the run is over: its pages in use (the file less its free
+ * pages, which SQLite reuses) over the messages stored, warm-up included.
+ */
+function storedBytesPerMessage(db: string): number {
+  const raw = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    const n = (raw.prepare("select count(*) n from messages").get() as { n: number }).n;
+    const pages =
+      (raw.pragma("page_count", { simple: true }) as number) -
+      (raw.pragma("freelist_count", { simple: true }) as number);
+    return (pages * (raw.pragma("page_size", { simple: true }) as number)) / n;
+  } finally {
+    raw.close();
+  }
+}
+
 export default async function run(): Promise<BenchResult[]> {
   const dir = mkdtempSync(join(tmpdir(), "smsbridge-bench-"));
   const sink = await startBare();
@@ -192,6 +209,7 @@ export default async function run(): Promise<BenchResult[]> {
       }
       if (ingest.non2xx || ingest.errors)
         throw new Error(`ingest: ${ingest.non2xx} non-2xx answers, ${ingest.errors} errors`);
+      const kept = storedBytesPerMessage(db);
       results.push(
         withBaseline(
           {
@@ -212,7 +230,7 @@ export default async function run(): Promise<BenchResult[]> {
             name: `bridge CPU per ingested message, ${connections} connections`,
             value: us(cpu.bridge, ingest.total),
             unit: "µs",
-            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints); ${perRound(ingest.total, rounds)}`,
+            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints) and its database keeps ${(kept / 1024).toFixed(2)} KiB per message; ${perRound(ingest.total, rounds)}`,
           },
           { name: "bare node:http CPU per request", value: us(bareCpu, bareRun.total) },
         ),

@@ -71,7 +71,7 @@ async function runOnce(store: Store, way: Way): Promise<{ perMessageUs: number; 
         const r = await store.ingest(item);
         if (r.status !== "stored") throw new Error(`ingest: fresh message answered ${r.status}`);
         const row = r.claimed ?? (await claimer.next());
-        if (!(await store.markDelivered(row.id, row.token, 200, Date.now())))
+        if (!(await store.markDelivered(row.id, row.token)))
           throw new Error(`markDelivered refused row ${row.id}`);
         done++;
       }

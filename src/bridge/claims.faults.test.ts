@@ -61,7 +61,7 @@ test("PostgreSQL: concurrent consumers claim every row exactly once while leased
               if (prev !== undefined) twice.push(`row ${r.id}: consumers ${prev} and ${c}`);
               owner.set(r.id, c);
             }
-            const ok = await Promise.all(rows.map((r) => store.markDelivered(r.id, r.token, 200, now)));
+            const ok = await Promise.all(rows.map((r) => store.markDelivered(r.id, r.token)));
             lostFinishes += ok.filter((x) => !x).length;
           }
         }),
@@ -139,13 +139,13 @@ for (const dialect of ["sqlite", "postgres"] as const) {
       assert.notEqual(again.token, stuck.token);
       assert.equal(again.attempts, stuck.attempts + 1);
       // The first worker comes back from the dead: none of its writes may land.
-      assert.equal(await a.markDelivered(stuck.id, stuck.token, 200, t + 1_100), false);
+      assert.equal(await a.markDelivered(stuck.id, stuck.token), false);
       assert.equal(await a.markRetry(stuck.id, stuck.token, t + 5_000, 503, "late"), false);
       assert.equal(await a.markDead(stuck.id, stuck.token, 400, "late", "", t + 1_100), false);
       assert.equal(await a.extendLease(stuck.id, stuck.token, t + 60_000), false);
       // The current holder finishes normally.
-      assert.equal(await b.markDelivered(again.id, again.token, 200, t + 1_200), true);
-      assert.equal((await a.outboxRow(again.id))?.state, "delivered");
+      assert.equal(await b.markDelivered(again.id, again.token), true);
+      assert.equal(await a.outboxRow(again.id), undefined, "delivered, so deleted");
     });
 
     test("the retry budget counts from receipt, not from the provider's (old) send time", async () => {
@@ -161,7 +161,7 @@ for (const dialect of ["sqlite", "postgres"] as const) {
       const [row] = await a.claim({ limit: 1, leaseMs: 1_000, now: received, channels: ["support"] });
       assert.ok(row, "due on receipt");
       assert.equal(row.queuedAt, received);
-      assert.equal(await a.markDelivered(row.id, row.token, 200, received), true);
+      assert.equal(await a.markDelivered(row.id, row.token), true);
     });
 
     test("a heartbeat renews only the caller's own claim", async () => {
@@ -183,7 +183,7 @@ for (const dialect of ["sqlite", "postgres"] as const) {
       assert.equal(taken?.id, mine.id);
       assert.equal(await a.extendLease(mine.id, mine.token, t + 60_000), false);
       // Nor can anyone extend a finished row.
-      assert.equal(await b.markDelivered(taken!.id, taken!.token, 200, t + 5_100), true);
+      assert.equal(await b.markDelivered(taken!.id, taken!.token), true);
       assert.equal(await b.extendLease(taken!.id, taken!.token, t + 60_000), false);
     });
   });

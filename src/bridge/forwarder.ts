@@ -305,7 +305,7 @@ export class Forwarder {
     let label: string;
     if (outcome.kind === "delivered") {
       breaker.success();
-      recorded = await this.store.markDelivered(row.id, row.token, outcome.status, now);
+      recorded = await this.store.markDelivered(row.id, row.token);
       label = "delivered";
     } else if (outcome.kind === "rejected") {
       // The helpdesk is up and said no: retrying the same bytes cannot help. Keep it, with the answer.

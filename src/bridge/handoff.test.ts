@@ -90,6 +90,18 @@ describe("hand-off: fresh messages are claimed as they are stored", () => {
           ? true
           : undefined,
       );
+      // Delivered rows are deleted: the outbox holds only work (architecture.md); the messages stay.
+      const rows = async (table: "outbox" | "messages") =>
+        Number(
+          (
+            await bridge.store.db
+              .selectFrom(table)
+              .select((eb) => eb.fn.countAll().as("n"))
+              .executeTakeFirstOrThrow()
+          ).n,
+        );
+      assert.equal(await rows("outbox"), 0);
+      assert.equal(await rows("messages"), 20);
     } finally {
       await stop();
     }

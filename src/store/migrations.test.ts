@@ -44,6 +44,7 @@ test("0004 rebuilds the keyed tables WITHOUT ROWID on a populated SQLite databas
     assert.deepEqual(await store.migrate(), [
       "0004_keyed_tables_without_rowid",
       "0005_drop_global_due_index",
+      "0006_drop_delivered_outbox_rows",
     ]);
     const reopened = openSqlite(file);
     try {
@@ -99,6 +100,40 @@ test("0004 rebuilds the keyed tables WITHOUT ROWID on a populated SQLite databas
     const claim = await store.claimReply("support", "abc", 3_500, 1_000);
     assert.deepEqual(claim, { kind: "done", status: 201, body: '{"id":"SM1"}' });
     assert.deepEqual(await store.optOut("support", "+15105550002"), { keyword: "STOP", at: 2000 });
+  } finally {
+    await store.close();
+  }
+});
+
+test("0006 drops the delivered outbox rows earlier releases kept, and only those", async () => {
+  const file = join(dir, "delivered.db");
+  const old = openSqlite(file);
+  const migrator = new Migrator({ db: old.db, provider: migrationProvider });
+  assert.equal((await migrator.migrateTo("0005_drop_global_due_index")).error, undefined);
+  old.raw.exec(`
+    INSERT INTO messages (id, channel_id, direction, provider, provider_message_id, customer, channel_number, body, created_at)
+      VALUES (1, 'support', 'inbound', 'twilio', 'SM1', '+15105550001', '+15105550100', 'a', 1000),
+             (2, 'support', 'inbound', 'twilio', 'SM2', '+15105550001', '+15105550100', 'b', 2000),
+             (3, 'support', 'inbound', 'twilio', 'SM3', '+15105550001', '+15105550100', 'c', 3000);
+    INSERT INTO outbox (id, message_id, channel_id, payload, state, attempts, next_attempt_at, queued_at)
+      VALUES (1, 1, 'support', x'7b7d', 'delivered', 1, 1000, 1000),
+             (2, 2, 'support', x'7b7d', 'pending', 0, 2000, 2000),
+             (3, 3, 'support', x'7b7d', 'dead', 5, 3000, 3000);
+  `);
+  await old.checkpointer?.close();
+  await old.db.destroy();
+  const store = openStore(`sqlite:${file}`);
+  try {
+    assert.deepEqual(await store.migrate(), ["0006_drop_delivered_outbox_rows"]);
+    assert.equal(await store.outboxRow(1), undefined, "the delivered row is gone");
+    assert.equal((await store.outboxRow(2))?.state, "pending");
+    assert.equal((await store.outboxRow(3))?.state, "dead");
+    const messages = await store.db.selectFrom("messages").select("id").orderBy("id").execute();
+    assert.deepEqual(
+      messages.map((m) => m.id),
+      [1, 2, 3],
+      "the messages themselves stay",
+    );
   } finally {
     await store.close();
   }

@@ -188,12 +188,27 @@ const dropGlobalDueIndex: Migration = {
   },
 };
 
+/**
+ * A delivered outbox row is now deleted when its delivery is recorded (store.ts `markDelivered`), as
+ * graphile-worker deletes a completed job: nothing read it again, yet it kept its payload — the helpdesk
+ * JSON, most of a message's bytes — for ever, and its outcome rewrote the whole row. Measured by the bridge
+ * bench (PERFORMANCE.md round 10): the database keeps half as much per message. This drops the rows earlier
+ * releases kept; the messages themselves stay in `messages`. SQLite reuses the freed pages; the file
+ * shrinks only with `VACUUM` (operations.md).
+ */
+const dropDeliveredRows: Migration = {
+  async up(db: Db) {
+    await sql`DELETE FROM outbox WHERE state = 'delivered'`.execute(db);
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_delivery_failures_index": deliveryFailures,
   "0003_claim_index": claimIndex,
   "0004_keyed_tables_without_rowid": keyedTables,
   "0005_drop_global_due_index": dropGlobalDueIndex,
+  "0006_drop_delivered_outbox_rows": dropDeliveredRows,
 };
 
 export const migrationProvider: MigrationProvider = {

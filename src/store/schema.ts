@@ -34,7 +34,8 @@ export interface MessagesTable {
   meta: string | null;
 }
 
-export type OutboxState = "pending" | "delivered" | "dead";
+/** A delivered row is deleted (migration 0006 says why), so what stays is still to do or dead. */
+export type OutboxState = "pending" | "dead";
 
 export interface OutboxTable {
   id: Generated<number>;

@@ -37,6 +37,7 @@ for (const dialect of DIALECTS) {
         "0003_claim_index",
         "0004_keyed_tables_without_rowid",
         "0005_drop_global_due_index",
+        "0006_drop_delivered_outbox_rows",
       ]);
       assert.deepEqual(await store.migrate(), [], "migrations are applied once");
       assert.deepEqual(await store.ready(), { ok: true });
@@ -94,11 +95,11 @@ for (const dialect of DIALECTS) {
       const [second] = await store.claim({ limit: 10, leaseMs: 1_000, now: T0 + 1_001, channels: ["fence"] });
       assert.ok(second, "an expired lease makes the row due again");
       assert.notEqual(second.token, first.token);
-      assert.equal(await store.markDelivered(first.id, first.token, 200, T0 + 1_100), false);
+      assert.equal(await store.markDelivered(first.id, first.token), false);
       assert.equal(await store.extendLease(first.id, first.token, T0 + 9_000), false);
       assert.equal(await store.extendLease(second.id, second.token, T0 + 9_000), true);
-      assert.equal(await store.markDelivered(second.id, second.token, 200, T0 + 1_200), true);
-      assert.equal((await store.outboxRow(second.id))?.state, "delivered");
+      assert.equal(await store.markDelivered(second.id, second.token), true);
+      assert.equal(await store.outboxRow(second.id), undefined, "a delivered row is deleted");
     });
 
     test("a row claimed at insert is leased and fenced like a claimed one", async () => {
@@ -132,8 +133,8 @@ for (const dialect of DIALECTS) {
       });
       assert.ok(again, "its lease expiring makes it due, as any claim's");
       assert.equal(again.attempts, 2);
-      assert.equal(await store.markDelivered(held.id, held.token, 200, T0 + 1_100), false, "fenced");
-      assert.equal(await store.markDelivered(again.id, again.token, 200, T0 + 1_200), true);
+      assert.equal(await store.markDelivered(held.id, held.token), false, "fenced");
+      assert.equal(await store.markDelivered(again.id, again.token), true);
       const dup = await store.ingest(
         item({
           channelId: "handoff",
@@ -184,7 +185,7 @@ for (const dialect of DIALECTS) {
         T0 + 1_100,
         "a claimed row is due again when its lease ends",
       );
-      assert.equal(await store.markDelivered(c.id, c.token, 200, T0 + 150), true);
+      assert.equal(await store.markDelivered(c.id, c.token), true);
       assert.equal(await store.nextDue(["due-c"]), undefined, "a delivered row is due never");
     });
 

@@ -112,8 +112,12 @@ export type ReplyClaim =
 export interface FinishOp {
   id: number;
   token: string;
-  set: Partial<{
-    state: "delivered" | "dead";
+  /**
+   * The row's new columns: a retry or a dead message. None for a delivery, which deletes the row: the outbox
+   * is a queue, not a log (architecture.md), and a delivered row was never read again.
+   */
+  set?: Partial<{
+    state: "dead";
     next_attempt_at: number;
     last_status: number | null;
     last_error: string | null;
@@ -677,13 +681,9 @@ export class Store {
     return Number(r.numUpdatedRows) === 1;
   }
 
-  async markDelivered(id: number, token: string, status: number, now: number): Promise<boolean> {
-    return this.finishClaim(id, token, {
-      state: "delivered",
-      last_status: status,
-      last_error: null,
-      finished_at: now,
-    });
+  /** Deletes a delivered row, if the claim is still this token's. */
+  async markDelivered(id: number, token: string): Promise<boolean> {
+    return this.finishClaim(id, token);
   }
 
   async markRetry(
@@ -720,11 +720,20 @@ export class Store {
     });
   }
 
-  private finishClaim(id: number, token: string, set: FinishOp["set"]): Promise<boolean> {
-    return this.finishQueue.submit({ id, token, set });
+  private finishClaim(id: number, token: string, set?: FinishOp["set"]): Promise<boolean> {
+    return this.finishQueue.submit(set ? { id, token, set } : { id, token });
   }
 
   private async applyFinish(trx: Transaction<Database>, op: FinishOp): Promise<boolean> {
+    if (!op.set) {
+      const r = await trx
+        .deleteFrom("outbox")
+        .where("id", "=", op.id)
+        .where("claim_token", "=", op.token)
+        .where("state", "=", "pending")
+        .executeTakeFirst();
+      return Number(r.numDeletedRows) === 1;
+    }
     const r = await trx
       .updateTable("outbox")
       .set(op.set)

@@ -95,6 +95,7 @@ export class SqliteHotPath {
       ),
       finish: this.raw.transaction((ops: FinishOp[]) =>
         ops.map((op) => {
+          if (!op.set) return this.s.deleteDelivered.run(op.id, op.token).changes === 1;
           const cols = Object.keys(op.set);
           // Column names come from our own FinishOp keys, never from input.
           const sql = `UPDATE outbox SET ${cols.map((c) => `${c} = ?`).join(", ")} WHERE id = ? AND claim_token = ? AND state = 'pending'`;
@@ -148,6 +149,10 @@ export class SqliteHotPath {
         "UPDATE replies SET state = 'done', answer_status = ?, answer_body = ?, message_id = ? WHERE channel_id = ? AND body_hash = ?",
       ),
       dropReply: raw.prepare("DELETE FROM replies WHERE channel_id = ? AND body_hash = ?"),
+      // A delivered row is deleted under its claim (store.ts FinishOp).
+      deleteDelivered: raw.prepare(
+        "DELETE FROM outbox WHERE id = ? AND claim_token = ? AND state = 'pending'",
+      ),
       insertSent: raw.prepare(
         `INSERT INTO messages (channel_id, direction, provider, provider_message_id, customer, channel_number, body, thread_id, created_at, delivery_state, delivery_updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sent', ?) RETURNING id`,
