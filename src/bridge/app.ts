@@ -111,7 +111,6 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
       now,
       publicUrl,
       attachmentUrl: (ch, url) => proxiedUrl(ch, url, baseUrlRef.value, now(), DEFAULT_MEDIA.ttlMs),
-      onStored: () => forwarder?.wake(),
       forwarder: () => forwarder,
       maskPhones: config.log.maskPhones,
     });

@@ -24,9 +24,11 @@ export interface InboundDeps {
   publicUrl: (req: FastifyRequest) => string;
   /** Attachment URL as the helpdesk should see it (a media-proxy URL when the provider's need credentials). */
   attachmentUrl: (ch: Channel, url: string) => string;
-  onStored: () => void;
-  /** The running forwarder, to insert fresh messages already claimed for it (Forwarder.reserve). */
-  forwarder?: () => Pick<Forwarder, "reserve" | "deliver" | "release"> | undefined;
+  /**
+   * The running forwarder, if any: a fresh message is inserted already claimed for it (Forwarder.reserve);
+   * one stored unclaimed wakes it to claim.
+   */
+  forwarder: () => Pick<Forwarder, "wake" | "reserve" | "deliver" | "release"> | undefined;
   maskPhones: boolean;
 }
 
@@ -106,7 +108,7 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     const createdAt = Number.isNaN(parsed) ? received : parsed;
     const id = helpdeskId(ch.adapter.type, m.providerMessageId);
     const attachments = m.attachments.map((a) => d.attachmentUrl(ch, a.url));
-    const forwarder = d.forwarder?.();
+    const forwarder = d.forwarder();
     const claim = forwarder?.reserve(ch.id);
     const r = await d.store
       .ingest({
@@ -142,7 +144,7 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     else if (claim) forwarder?.release(ch.id);
     d.metrics.inbound.inc({ channel: ch.id, result: r.status });
     if (r.status === "stored") {
-      if (!r.claimed) d.onStored();
+      if (!r.claimed) forwarder?.wake();
       // Per-message lines are debug: at thousands per second they would cost more than the work they log
       // (even building the line when debug is off).
       if (d.log.isLevelEnabled("debug"))

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { type Kysely, Migrator, sql, type Transaction } from "kysely";
+import { type ExpressionBuilder, type Kysely, Migrator, sql, type Transaction } from "kysely";
 import { type KeywordAction, keywordAction } from "../core/optout.js";
 import { readsCurrentThread, type ThreadingConfig, threadFor } from "../core/threading.js";
 import { listenForOutbox, OUTBOX_CHANNEL } from "./dialect/postgres.js";
@@ -725,22 +725,14 @@ export class Store {
   }
 
   private async applyFinish(trx: Transaction<Database>, op: FinishOp): Promise<boolean> {
+    // Every outcome, a delivery's delete included, lands only while the claim is still this token's (fencing).
+    const held = (eb: ExpressionBuilder<Database, "outbox">) =>
+      eb.and({ id: op.id, claim_token: op.token, state: "pending" });
     if (!op.set) {
-      const r = await trx
-        .deleteFrom("outbox")
-        .where("id", "=", op.id)
-        .where("claim_token", "=", op.token)
-        .where("state", "=", "pending")
-        .executeTakeFirst();
+      const r = await trx.deleteFrom("outbox").where(held).executeTakeFirst();
       return Number(r.numDeletedRows) === 1;
     }
-    const r = await trx
-      .updateTable("outbox")
-      .set(op.set)
-      .where("id", "=", op.id)
-      .where("claim_token", "=", op.token)
-      .where("state", "=", "pending")
-      .executeTakeFirst();
+    const r = await trx.updateTable("outbox").set(op.set).where(held).executeTakeFirst();
     return Number(r.numUpdatedRows) === 1;
   }
 
