@@ -17,9 +17,12 @@ import {
   type BenchResult,
   type ChildServer,
   cpuSeconds,
+  gcBetween,
   ioWriteBytes,
   load,
   roundCounters,
+  type RuntimeSample,
+  runtimeSample,
   smsbridgeCommand,
   startBare,
   startChild,
@@ -189,10 +192,12 @@ export default async function run(): Promise<BenchResult[]> {
       let cpu: { bridge: number; sink: number; gen: number };
       let written: number;
       let rounds: Rounds;
+      let runtime: [RuntimeSample, RuntimeSample];
       try {
         await load({ url: bridge.url, connections, durationSec: 1, requests: twilioWebhook }); // warm-up
         // Read /metrics outside the CPU window: answering it is not ingest work.
         const rounds0 = await roundCounters(bridge.url);
+        const runtime0 = await runtimeSample(bridge.url);
         const cpu0 = { bridge: cpuSeconds(bridge.pid), sink: cpuSeconds(sink.pid), gen: process.cpuUsage() };
         const written0 = ioWriteBytes(bridge.pid);
         ingest = await load({ url: bridge.url, connections, durationSec: SECONDS, requests: twilioWebhook });
@@ -204,12 +209,15 @@ export default async function run(): Promise<BenchResult[]> {
           gen: (gen.user + gen.system) / 1e6,
         };
         rounds = since(rounds0, await roundCounters(bridge.url));
+        runtime = [runtime0, await runtimeSample(bridge.url)];
       } finally {
         await bridge.close();
       }
       if (ingest.non2xx || ingest.errors)
         throw new Error(`ingest: ${ingest.non2xx} non-2xx answers, ${ingest.errors} errors`);
       const kept = storedBytesPerMessage(db);
+      const gc = gcBetween(runtime[0], runtime[1]);
+      const busy = runtime[1].busySeconds - runtime[0].busySeconds;
       results.push(
         withBaseline(
           {
@@ -230,7 +238,7 @@ export default async function run(): Promise<BenchResult[]> {
             name: `bridge CPU per ingested message, ${connections} connections`,
             value: us(cpu.bridge, ingest.total),
             unit: "µs",
-            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints) and its database keeps ${(kept / 1024).toFixed(2)} KiB per message; ${perRound(ingest.total, rounds)}`,
+            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints) and its database keeps ${(kept / 1024).toFixed(2)} KiB per message; the main thread's event loop was busy ${Math.round(us(busy, ingest.total))} µs per message (${Math.round((100 * busy) / SECONDS)}% of the run), GC paused it ${(gc.totalMs / SECONDS).toFixed(0)} ms per second; ${perRound(ingest.total, rounds)}`,
           },
           { name: "bare node:http CPU per request", value: us(bareCpu, bareRun.total) },
         ),

@@ -281,6 +281,51 @@ export async function walSyncs(url: string): Promise<Map<string, number>> {
   return out;
 }
 
+/** What a bridge's runtime metrics say about its main thread: event-loop busy time and GC pauses by kind. */
+export interface RuntimeSample {
+  busySeconds: number;
+  gc: Map<string, { count: number; seconds: number; buckets: Map<string, number> }>;
+}
+
+export async function runtimeSample(url: string): Promise<RuntimeSample> {
+  const text = await metricsText(url);
+  const busy = /^nodejs_eventloop_busy_seconds_total (\S+)/m.exec(text);
+  const gc: RuntimeSample["gc"] = new Map();
+  const of = (kind: string) => {
+    const k = gc.get(kind) ?? { count: 0, seconds: 0, buckets: new Map<string, number>() };
+    gc.set(kind, k);
+    return k;
+  };
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_bucket\{le="([^"]+)",kind="(\w+)"\} (\S+)/gm))
+    of(m[2] as string).buckets.set(m[1] as string, Number(m[3]));
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_(count|sum)\{kind="(\w+)"\} (\S+)/gm)) {
+    const k = of(m[2] as string);
+    if (m[1] === "count") k.count = Number(m[3]);
+    else k.seconds = Number(m[3]);
+  }
+  return { busySeconds: busy ? Number(busy[1]) : Number.NaN, gc };
+}
+
+/** GC pauses between two samples: per kind, how many and how long in all; and the bucket bound of the longest. */
+export function gcBetween(
+  before: RuntimeSample,
+  after: RuntimeSample,
+): { kinds: Array<{ kind: string; count: number; ms: number }>; totalMs: number; longestUnderMs: number } {
+  const kinds: Array<{ kind: string; count: number; ms: number }> = [];
+  let longest = 0;
+  for (const [kind, a] of after.gc) {
+    const b = before.gc.get(kind);
+    const count = a.count - (b?.count ?? 0);
+    if (count <= 0) continue;
+    kinds.push({ kind, count, ms: (a.seconds - (b?.seconds ?? 0)) * 1000 });
+    // The smallest bucket bound that holds every pause of this kind in the interval.
+    const bounds = [...a.buckets.keys()].filter((le) => le !== "+Inf").sort((x, y) => Number(x) - Number(y));
+    const under = bounds.find((le) => a.buckets.get(le)! - (b?.buckets.get(le) ?? 0) === count);
+    longest = Math.max(longest, under ? Number(under) * 1000 : Number.POSITIVE_INFINITY);
+  }
+  return { kinds, totalMs: kinds.reduce((n, k) => n + k.ms, 0), longestUnderMs: longest };
+}
+
 /** Counters from a bridge's /metrics that explain a commit round: WAL syncs, and how forwarded rows were claimed. */
 export async function roundCounters(
   url: string,

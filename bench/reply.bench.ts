@@ -22,8 +22,11 @@ import { Database } from "../src/store/dialect/better-sqlite3.js";
 import {
   type BenchResult,
   cpuSeconds,
+  gcBetween,
   ioWriteBytes,
   load,
+  type RuntimeSample,
+  runtimeSample,
   smsbridgeCommand,
   startChild,
   walSyncs,
@@ -299,6 +302,22 @@ function commitLatency(dir: string): { p50: number; p99: number } {
 
 const f2 = (n: number) => n.toFixed(2);
 
+/**
+ * The other thing a reply can wait for besides a sync: the main thread's garbage collector. A major GC comes
+ * every few seconds at this rate (objects that live a few hundred ms, such as undici's timers, reach the old
+ * generation), and the seconds that hold one are often the slow ones.
+ */
+function gcResult(before: RuntimeSample, after: RuntimeSample, replies: number): BenchResult {
+  const gc = gcBetween(before, after);
+  const kinds = gc.kinds.map((k) => `${k.kind} ${k.count} (${f2(k.ms)} ms)`).join(", ");
+  return {
+    name: `main-thread GC pauses per 1,000 staff replies at ${RATE}/s`,
+    value: (gc.totalMs * 1000) / replies,
+    unit: "ms",
+    note: `over the run's ${replies} replies: ${kinds || "none"}; longest ≤ ${gc.longestUnderMs} ms (the bridge's nodejs_gc_duration_seconds)`,
+  };
+}
+
 /** Syncs per bucket bound between two readings of `walSyncs`. */
 function diffSyncs(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
   return new Map([...after].map(([le, n]) => [le, n - (before.get(le) ?? 0)]));
@@ -361,6 +380,7 @@ export default async function run(): Promise<BenchResult[]> {
     let providerCpu: number;
     let bridgeCpu: number;
     let bridgeIo: number;
+    let runtime: [RuntimeSample, RuntimeSample];
     let viaBurst: number[];
     try {
       // Warm-up both paths (JIT, connection pools, SQLite page cache), then measure.
@@ -378,8 +398,10 @@ export default async function run(): Promise<BenchResult[]> {
       const syncsBefore = await walSyncs(bridge.url);
       const bridgeCpu0 = cpuSeconds(bridge.pid);
       const bridgeIo0 = ioWriteBytes(bridge.pid);
+      const runtime0 = await runtimeSample(bridge.url);
       via = await paced(bridge.url, staffReply, RATE, SECONDS, 201, SETTLE_SECONDS);
       bridgeCpu = cpuSeconds(bridge.pid) - bridgeCpu0;
+      runtime = [runtime0, await runtimeSample(bridge.url)];
       // Checkpoints run once a second: wait for the one covering this run before counting its writes.
       await new Promise((r) => setTimeout(r, 1_500));
       bridgeIo = ioWriteBytes(bridge.pid) - bridgeIo0;
@@ -471,7 +493,7 @@ export default async function run(): Promise<BenchResult[]> {
           name: `bridge CPU per staff reply at ${RATE}/s`,
           value: (bridgeCpu * 1e6) / via.sent,
           unit: "µs",
-          note: "all threads (HTTP in, verify, idempotency record, provider call, record, logs)",
+          note: `all threads (HTTP in, verify, idempotency record, provider call, record, logs); the main thread's event loop was busy ${Math.round(((runtime[1].busySeconds - runtime[0].busySeconds) * 1e6) / via.sent)} µs of it`,
         },
         { name: "stand-in CPU per direct send", value: (providerCpu * 1e6) / direct.sent },
       ),
@@ -482,6 +504,7 @@ export default async function run(): Promise<BenchResult[]> {
         note: "the bridge process's write_bytes (WAL and checkpoints) over the run and the checkpoint after it",
       },
       walSyncResult(syncs),
+      gcResult(runtime[0], runtime[1], via.sent),
       withBaseline(
         {
           name: "SQLite synchronous=FULL commit on this disk (p99)",

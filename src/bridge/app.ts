@@ -20,6 +20,7 @@ import { createMetrics, type Metrics } from "./metrics.js";
 import { helpdeskPayload } from "./payload.js";
 import { publicRequestUrl } from "./public-url.js";
 import { registerReply } from "./reply.js";
+import { registerRuntimeMetrics } from "./runtime-metrics.js";
 import { sendThroughProvider } from "./send.js";
 
 export interface StartBridgeOptions {
@@ -249,6 +250,7 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   const port = opts.port ?? config.server.port;
   const host = opts.host ?? config.server.host;
   await app.listen({ port, host });
+  const runtimeMetrics = registerRuntimeMetrics(metrics.registry);
   const addr = app.server.address();
   const actualPort = typeof addr === "object" && addr ? addr.port : port;
   const loopHost =
@@ -296,6 +298,7 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
       await fw.stop();
       await app.close();
       await store.close();
+      runtimeMetrics.stop();
       // Log lines still buffered in the asynchronous destination.
       await new Promise<void>((r) => log.flush(() => r()));
     },

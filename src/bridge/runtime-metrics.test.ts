@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { Writable } from "node:stream";
+import { after, before, describe, test } from "node:test";
+import { type RunningBridge, startBridge } from "./app.js";
+import { validateConfig } from "./config.js";
+import { bridgeConfig, freePort, tempDir } from "./test-support/faults-harness.js";
+import { eventually } from "./test-support/loop.js";
+
+/** One sample per `name{labels}` from a Prometheus text exposition. */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const at = line.lastIndexOf(" ");
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+/** Allocates and drops enough short-lived objects to make V8 run several young-generation collections. */
+function churn(): number {
+  let kept = 0;
+  for (let i = 0; i < 200; i++) kept += new Array(50_000).fill(i).length;
+  return kept;
+}
+
+/** Keeps the event loop busy (not waiting for events) for `ms`. */
+function spin(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+}
+
+/**
+ * /metrics carries the process and Node.js runtime metrics under prom-client's standard names, read from this
+ * very process (the bridge runs in the test's process), and each moves when what it measures does.
+ */
+describe("runtime metrics on /metrics", () => {
+  const dir = tempDir("runtime");
+  let bridge: RunningBridge;
+  const scrape = async () => samples(await (await fetch(`${bridge.url}/metrics`)).text());
+
+  before(async () => {
+    const port = await freePort();
+    const loaded = validateConfig(
+      bridgeConfig({ port, database: `sqlite:${dir.dir}/runtime.db`, incomingUrl: "http://127.0.0.1:9/" }),
+    );
+    const quiet = new Writable({ write: (_c, _e, cb) => cb() });
+    bridge = await startBridge({ loaded, logDestination: quiet, forwarder: false });
+  });
+  after(() => dir.remove());
+
+  const cases: Array<{ name: string; check: (m: Map<string, number>) => void }> = [
+    {
+      name: "process_resident_memory_bytes is this process's RSS",
+      check: (m) => {
+        const rss = process.memoryUsage.rss();
+        const v = m.get("process_resident_memory_bytes")!;
+        assert.ok(v > rss / 2 && v < rss * 2, `${v} against ${rss}`);
+      },
+    },
+    {
+      name: "process_start_time_seconds is when this process started",
+      check: (m) => {
+        const started = Date.now() / 1000 - process.uptime();
+        assert.ok(Math.abs(m.get("process_start_time_seconds")! - started) < 2);
+      },
+    },
+    {
+      name: "process_open_fds counts /proc/self/fd, process_max_fds is the limit",
+      check: (m) => {
+        assert.ok(m.get("process_open_fds")! >= 3);
+        const limit = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"))![1];
+        assert.equal(m.get("process_max_fds"), Number(limit));
+      },
+    },
+    {
+      name: "the CPU total is user plus system",
+      check: (m) => {
+        const user = m.get("process_cpu_user_seconds_total")!;
+        const system = m.get("process_cpu_system_seconds_total")!;
+        assert.ok(user > 0);
+        assert.ok(Math.abs(m.get("process_cpu_seconds_total")! - (user + system)) < 1e-6);
+      },
+    },
+    {
+      name: "heap used is at most heap reserved",
+      check: (m) => {
+        const used = m.get("nodejs_heap_size_used_bytes")!;
+        assert.ok(used > 0 && used <= m.get("nodejs_heap_size_total_bytes")!);
+        assert.ok(m.get("nodejs_external_memory_bytes")! > 0);
+      },
+    },
+  ];
+  for (const c of cases) test(c.name, async () => c.check(await scrape()));
+
+  test("CPU time and event-loop busy time grow by what the main thread spent between scrapes", async () => {
+    const a = await scrape();
+    spin(300);
+    const b = await scrape();
+    const cpu = b.get("process_cpu_seconds_total")! - a.get("process_cpu_seconds_total")!;
+    const busy =
+      b.get("nodejs_eventloop_busy_seconds_total")! - a.get("nodejs_eventloop_busy_seconds_total")!;
+    assert.ok(cpu >= 0.25, `CPU grew by ${cpu} s over a 300 ms spin`);
+    assert.ok(busy >= 0.25 && busy < 5, `busy grew by ${busy} s over a 300 ms spin`);
+  });
+
+  test("every garbage collection is counted by kind", async () => {
+    const minor = (m: Map<string, number>) => m.get('nodejs_gc_duration_seconds_count{kind="minor"}') ?? 0;
+    const before = minor(await scrape());
+    churn();
+    await eventually("young-generation collections on /metrics", async () =>
+      minor(await scrape()) > before + 2 ? true : undefined,
+    );
+  });
+
+  test("after close, the bridge stops observing collections", async () => {
+    await bridge.close();
+    const count = async () =>
+      (await bridge.metrics.registry.getSingleMetric("nodejs_gc_duration_seconds")!.get()).values
+        .filter((v) => (v as { metricName?: string }).metricName === "nodejs_gc_duration_seconds_count")
+        .reduce((n, v) => n + v.value, 0);
+    const closed = await count();
+    churn();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await count(), closed);
+  });
+});
