@@ -304,8 +304,8 @@ const f2 = (n: number) => n.toFixed(2);
 
 /**
  * The other thing a reply can wait for besides a sync: the main thread's garbage collector. A major GC comes
- * every few seconds at this rate (objects that live a few hundred ms, such as undici's timers, reach the old
- * generation), and the seconds that hold one are often the slow ones.
+ * every few seconds at this rate (~1.3 KB per reply outlives two scavenges and reaches the old generation),
+ * and the seconds that hold one are often the slow ones (PERFORMANCE.md, round 11).
  */
 function gcResult(before: RuntimeSample, after: RuntimeSample, replies: number): BenchResult {
   const gc = gcBetween(before, after);
