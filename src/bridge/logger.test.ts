@@ -118,6 +118,75 @@ describe("scrubber", () => {
   }
 });
 
+/**
+ * Keys and headers that hold credentials are blanked by name, whatever their value (the scrubber above only
+ * knows the configured secrets). Each case logs a value no scrubber knows and reads the JSON line back.
+ */
+describe("logger: redaction by name", () => {
+  const SECRET = "value-only-this-test-knows";
+  const cases: Array<{
+    name: string;
+    log: (l: ReturnType<typeof createLogger>) => void;
+    path: string[];
+  }> = [
+    ...[
+      "authorization",
+      "cookie",
+      "x-reamaze-hmac-sha256",
+      "x-twilio-signature",
+      "x-signalwire-signature",
+      "x-plivo-signature-v2",
+      "x-plivo-signature-v3",
+      "telnyx-signature-ed25519",
+      "x-simulator-signature",
+    ].map((h) => ({
+      name: `a request's ${h} header`,
+      log: (l: ReturnType<typeof createLogger>) =>
+        l.warn({ req: { method: "POST", url: "/x", headers: { [h]: SECRET, host: "h" } } }, "refused"),
+      path: ["req", "headers", h],
+    })),
+    {
+      name: "an Authorization header logged as `headers`",
+      log: (l) => l.error({ headers: { authorization: `Basic ${SECRET}` } }, "provider answered 401"),
+      path: ["headers", "authorization"],
+    },
+    ...["authToken", "apiKey", "apiSecret", "secret", "secrets"].map((k) => ({
+      name: `${k} in any object of the line`,
+      log: (l: ReturnType<typeof createLogger>) => l.info({ provider: { type: "x", [k]: SECRET } }, "config"),
+      path: ["provider", k],
+    })),
+    {
+      name: "a key in a child logger's bindings",
+      log: (l) => l.child({ channel: { id: "c", apiKey: SECRET } }).info("bound"),
+      path: ["channel", "apiKey"],
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const lines: string[] = [];
+      const destination = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          lines.push(chunk.toString("utf8"));
+          done();
+        },
+      });
+      c.log(createLogger({ destination }));
+      assert.equal(lines.length, 1);
+      assert.ok(!lines[0]!.includes(SECRET), lines[0]);
+      let v: unknown = JSON.parse(lines[0]!);
+      for (const k of c.path) v = (v as Record<string, unknown>)[k];
+      assert.equal(v, "[REDACTED]");
+    });
+  }
+
+  test("an object passed in is not changed by its line's redaction", () => {
+    const provider = { type: "x", authToken: SECRET };
+    const destination = new Writable({ write: (_c, _e, done) => done() });
+    createLogger({ destination }).info({ provider }, "config");
+    assert.equal(provider.authToken, SECRET);
+  });
+});
+
 describe("lazyRequestLogger", () => {
   test("a request's logger is built on first use, and its lines carry the request id", async () => {
     const lines: Array<Record<string, unknown>> = [];
