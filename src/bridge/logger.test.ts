@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { Writable } from "node:stream";
 import { describe, test } from "node:test";
 import Fastify, { type FastifyBaseLogger } from "fastify";
-import { createLogger, lazyRequestLogger, scrubber } from "./logger.js";
+import { blankSecretKeys, createLogger, lazyRequestLogger, scrubber } from "./logger.js";
 
 const LOGGER = new URL("./logger.ts", import.meta.url).href;
 
@@ -160,6 +160,20 @@ describe("logger: redaction by name", () => {
       log: (l) => l.child({ channel: { id: "c", apiKey: SECRET } }).info("bound"),
       path: ["channel", "apiKey"],
     },
+    {
+      name: "a key in a grandchild's bindings",
+      log: (l) =>
+        l
+          .child({ a: 1 })
+          .child({ provider: { secret: SECRET } })
+          .info("bound"),
+      path: ["provider", "secret"],
+    },
+    {
+      name: "a key on an Error, which still serialises as an Error",
+      log: (l) => l.error({ err: Object.assign(new Error("boom"), { authToken: SECRET }) }, "failed"),
+      path: ["err", "authToken"],
+    },
   ];
   for (const c of cases) {
     test(c.name, () => {
@@ -178,6 +192,30 @@ describe("logger: redaction by name", () => {
       assert.equal(v, "[REDACTED]");
     });
   }
+
+  test("an Error keeps its type, message and stack when a key on it is blanked", () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString("utf8"));
+        done();
+      },
+    });
+    createLogger({ destination }).error(
+      { err: Object.assign(new TypeError("boom"), { secret: SECRET }) },
+      "x",
+    );
+    const err = (JSON.parse(lines[0]!) as { err: Record<string, string> }).err;
+    assert.equal(err.type, "TypeError");
+    assert.equal(err.message, "boom");
+    assert.match(err.stack!, /TypeError: boom\n\s+at /);
+    assert.equal(err.secret, "[REDACTED]");
+  });
+
+  test("a line with nothing to blank is passed on as it is, not copied", () => {
+    const obj = { channel: "c", provider: { type: "twilio" } };
+    assert.equal(blankSecretKeys(obj), obj);
+  });
 
   test("an object passed in is not changed by its line's redaction", () => {
     const provider = { type: "x", authToken: SECRET };
