@@ -170,6 +170,11 @@ describe("logger: redaction by name", () => {
       path: ["provider", "secret"],
     },
     {
+      name: "a key of a frozen object",
+      log: (l) => l.info({ provider: Object.freeze({ type: "x", apiSecret: SECRET }) }, "config"),
+      path: ["provider", "apiSecret"],
+    },
+    {
       name: "a key on an Error, which still serialises as an Error",
       log: (l) => l.error({ err: Object.assign(new Error("boom"), { authToken: SECRET }) }, "failed"),
       path: ["err", "authToken"],

@@ -33,21 +33,15 @@ export function blankSecretKeys<T extends Record<string, unknown>>(obj: T): T {
     const value: unknown = obj[key];
     if (value === null || typeof value !== "object" || !SECRET_KEYS.some((k) => Object.hasOwn(value, k)))
       continue;
-    // Same prototype and own properties, so an Error stays an Error for pino's serializer.
-    const copy = Object.create(
-      Object.getPrototypeOf(value),
-      Object.getOwnPropertyDescriptors(value),
-    ) as Record<string, unknown>;
+    // Same prototype and own properties, so an Error stays an Error for pino's serializer; the blanked keys are
+    // replaced in the descriptors, so a frozen object is copied too.
+    const props = Object.getOwnPropertyDescriptors(value) as Record<string, PropertyDescriptor>;
     for (const k of SECRET_KEYS) {
-      const d = Object.getOwnPropertyDescriptor(copy, k);
+      const d = props[k];
       if (d)
-        Object.defineProperty(copy, k, {
-          value: CENSOR,
-          enumerable: d.enumerable,
-          writable: true,
-          configurable: true,
-        });
+        props[k] = { value: CENSOR, enumerable: d.enumerable ?? false, writable: true, configurable: true };
     }
+    const copy = Object.create(Object.getPrototypeOf(value), props) as Record<string, unknown>;
     out ??= { ...obj };
     out[key] = copy;
   }
