@@ -36,6 +36,16 @@ export function blankSecretKeys<T extends Record<string, unknown>>(obj: T): T {
     // Same prototype and own properties, so an Error stays an Error for pino's serializer; the blanked keys are
     // replaced in the descriptors, so a frozen object is copied too.
     const props = Object.getOwnPropertyDescriptors(value) as Record<string, PropertyDescriptor>;
+    // Accessors are read on the original: an Error's `stack` is one on Node 24, whose getter finds nothing on a copy.
+    for (const [k, d] of Object.entries(props)) {
+      if (d.get)
+        props[k] = {
+          value: readOrUndefined(value, k),
+          enumerable: d.enumerable ?? false,
+          writable: true,
+          configurable: true,
+        };
+    }
     for (const k of SECRET_KEYS) {
       const d = props[k];
       if (d)
@@ -46,6 +56,14 @@ export function blankSecretKeys<T extends Record<string, unknown>>(obj: T): T {
     out[key] = copy;
   }
   return (out ?? obj) as T;
+}
+
+function readOrUndefined(o: object, key: string): unknown {
+  try {
+    return Reflect.get(o, key);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Where log lines go: a stream, or pino's own fast destination (`pino.destination`). */
