@@ -5,21 +5,9 @@
 // drops the lines.
 import { Writable } from "node:stream";
 import pino, { type Logger } from "pino";
-import { createLogger } from "../src/bridge/logger.js";
+import { createLogger, REDACT } from "../src/bridge/logger.js";
 import { type BenchResult, withBaseline } from "./lib.js";
 
-const HEADER_PATHS = [
-  "req.headers.authorization",
-  "req.headers.cookie",
-  'req.headers["x-reamaze-hmac-sha256"]',
-  'req.headers["x-twilio-signature"]',
-  'req.headers["x-signalwire-signature"]',
-  'req.headers["x-plivo-signature-v2"]',
-  'req.headers["x-plivo-signature-v3"]',
-  'req.headers["telnyx-signature-ed25519"]',
-  'req.headers["x-simulator-signature"]',
-  "headers.authorization",
-];
 const WILDCARDS = ["*.authToken", "*.apiKey", "*.apiSecret", "*.secret", "*.secrets"];
 
 const drop = () => new Writable({ write: (_c, _e, done) => done() });
@@ -45,7 +33,7 @@ export default async function run(): Promise<BenchResult[]> {
     wildcards: pino(
       {
         base: { service: "smsbridge" },
-        redact: { paths: [...HEADER_PATHS, ...WILDCARDS], censor: "[REDACTED]" },
+        redact: { paths: [...REDACT, ...WILDCARDS], censor: "[REDACTED]" },
       },
       drop(),
     ),

@@ -2,7 +2,7 @@ import type { Writable } from "node:stream";
 import pino, { type Logger } from "pino";
 
 /** Headers that carry credentials or signatures; pino blanks them wherever a request is logged. */
-const REDACT = [
+export const REDACT = [
   "req.headers.authorization",
   "req.headers.cookie",
   'req.headers["x-reamaze-hmac-sha256"]',
