@@ -40,40 +40,31 @@ export function registerRuntimeMetrics(registry: Registry): { stop(): void } {
     help: "User and system CPU time spent by the process (all threads), in seconds.",
     registers,
   });
-  new Gauge({
-    name: "process_start_time_seconds",
-    help: "Start time of the process since the Unix epoch, in seconds.",
-    registers,
-    collect() {
-      this.set(startedAt);
-    },
-  });
-  new Gauge({
-    name: "process_resident_memory_bytes",
-    help: "Resident memory size of the process, in bytes.",
-    registers,
-    collect() {
-      this.set(process.memoryUsage.rss());
-    },
-  });
-  new Gauge({
-    name: "process_open_fds",
-    help: "Open file descriptors (sockets, database files) of the process (Linux).",
-    registers,
-    collect() {
-      const n = openFds();
-      if (n !== undefined) this.set(n);
-    },
-  });
-  new Gauge({
-    name: "process_max_fds",
-    help: "The process's limit on open file descriptors (Linux).",
-    registers,
-    collect() {
-      const n = maxFds();
-      if (n !== undefined) this.set(n);
-    },
-  });
+  // Values read on their own at each scrape; a reading that fails (no /proc) leaves the gauge unset.
+  const gauge = (name: string, help: string, read: () => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const v = read();
+        if (v !== undefined) this.set(v);
+      },
+    });
+  gauge(
+    "process_start_time_seconds",
+    "Start time of the process since the Unix epoch, in seconds.",
+    () => startedAt,
+  );
+  gauge("process_resident_memory_bytes", "Resident memory size of the process, in bytes.", () =>
+    process.memoryUsage.rss(),
+  );
+  gauge(
+    "process_open_fds",
+    "Open file descriptors (sockets, database files) of the process (Linux).",
+    openFds,
+  );
+  gauge("process_max_fds", "The process's limit on open file descriptors (Linux).", maxFds);
   new Gauge({
     name: "nodejs_heap_size_total_bytes",
     help: "V8 heap reserved on the main thread, in bytes.",
