@@ -20,6 +20,7 @@ import { createMetrics, type Metrics } from "./metrics.js";
 import { helpdeskPayload } from "./payload.js";
 import { publicRequestUrl } from "./public-url.js";
 import { registerReply } from "./reply.js";
+import { RetentionSweeper } from "./retention.js";
 import { registerRuntimeMetrics } from "./runtime-metrics.js";
 import { sendThroughProvider } from "./send.js";
 
@@ -44,6 +45,7 @@ export interface RunningBridge {
   store: Store;
   channels: Map<string, Channel>;
   forwarder: Forwarder;
+  retention: RetentionSweeper;
   metrics: Metrics;
   log: Logger;
   simulator?: PhoneNetwork;
@@ -267,6 +269,8 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   }
   forwarder = new Forwarder(store, channels, config.forwarder, metrics, log, now);
   if (opts.forwarder !== false) forwarder.start();
+  const retention = new RetentionSweeper(store, config.retention, metrics, log, now);
+  retention.start();
   const fwRef = forwarder;
   // Other instances (PostgreSQL) commit rows too: their NOTIFY wakes this forwarder; polling is the backstop.
   const unlisten = store.onOutboxChange(
@@ -290,11 +294,13 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
     store,
     channels,
     forwarder: fw,
+    retention,
     metrics,
     log,
     ...(simulator ? { simulator } : {}),
     async close() {
       await unlisten();
+      await retention.stop();
       await fw.stop();
       await app.close();
       await store.close();

@@ -38,6 +38,7 @@ describe("config", () => {
     assert.deepEqual(config.channels[0]?.threading, { mode: "session", idleHours: 24 });
     assert.equal(config.reply.deadlineMs, 10_000);
     assert.equal(config.forwarder.maxAgeHours, 72);
+    assert.deepEqual(config.retention, { sweepMinutes: 60, batch: 200 }, "messages are kept unless told");
     assert.equal(providers.get("support")?.type, "twilio");
   });
 
@@ -108,6 +109,32 @@ describe("config", () => {
       name: "publicUrl not a URL",
       mutate: (c) => ({ ...c, server: { publicUrl: "sms.example.com" } }),
       expect: /^server\.publicUrl: must be an http\(s\) URL/,
+    },
+    {
+      name: "a value of the wrong type is named as such, not as missing",
+      mutate: (c) => ({ ...c, server: { port: "8080x" } }),
+      expect: /^server\.port: Invalid input: expected number, received string$/,
+    },
+    {
+      name: "retention of less than a day",
+      mutate: (c) => ({ ...c, retention: { days: 0.5 } }),
+      expect:
+        /^retention\.days: at least 1 \(a provider's retried webhook is recognised by the stored message\)$/,
+    },
+    {
+      name: "retention days as a string",
+      mutate: (c) => ({ ...c, retention: { days: "30d" } }),
+      expect: /^retention\.days: must be a number of days$/,
+    },
+    {
+      name: "retention sweep interval of zero",
+      mutate: (c) => ({ ...c, retention: { days: 30, sweepMinutes: 0 } }),
+      expect: /^retention\.sweepMinutes: must be > 0$/,
+    },
+    {
+      name: "unknown retention key",
+      mutate: (c) => ({ ...c, retention: { messageDays: 30 } }),
+      expect: /^retention: .*messageDays/,
     },
   ];
   for (const c of cases) {

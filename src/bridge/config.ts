@@ -100,6 +100,18 @@ export const configSchema = z
         breakerThreshold: 5,
         breakerCooldownMs: 30_000,
       }),
+    retention: z
+      .object({
+        // A provider's retried webhook is recognised by the stored message: keep at least a day of them.
+        days: z
+          .number({ error: "must be a number of days" })
+          .min(1, { error: "at least 1 (a provider's retried webhook is recognised by the stored message)" })
+          .optional(),
+        sweepMinutes: z.number({ error: "must be a number" }).positive({ error: "must be > 0" }).default(60),
+        batch: z.number().int().positive().max(10_000).default(200),
+      })
+      .strict()
+      .default({ sweepMinutes: 60, batch: 200 }),
     reply: z
       .object({ deadlineMs: z.number().int().positive().default(10_000) })
       .strict()
@@ -177,7 +189,8 @@ function dropNulls(value: unknown): unknown {
 export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const problems: string[] = [];
   const interpolated = interpolateEnv(dropNulls(raw), env, problems);
-  const r = configSchema.safeParse(interpolated);
+  // reportInput: zod 4 leaves `input` off its issues otherwise, and every wrong-typed value read as missing.
+  const r = configSchema.safeParse(interpolated, { reportInput: true });
   if (!r.success) {
     for (const issue of r.error.issues) {
       const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;
@@ -207,7 +220,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
       );
       return;
     }
-    const pr = factory.config.safeParse(rest);
+    const pr = factory.config.safeParse(rest, { reportInput: true });
     if (!pr.success) {
       for (const issue of pr.error.issues) {
         const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;

@@ -77,9 +77,29 @@ export function createMetrics() {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
+  const retentionDeleted = new Counter({
+    name: "smsbridge_retention_deleted_total",
+    help: "Rows the retention sweep deleted, by kind: messages, provider_refs (their provider ids), dead_outbox (dead messages kept for replay), replies (staff-reply idempotency records past their 24 h).",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
+  const retentionSweeps = new Counter({
+    name: "smsbridge_retention_sweeps_total",
+    help: "Retention sweeps by result (ok, error).",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  const retentionLastSuccess = new Gauge({
+    name: "smsbridge_retention_last_success_timestamp_seconds",
+    help: "When the last retention sweep finished without an error (Unix time).",
+    registers: [registry],
+  });
   return {
     registry,
     walSync,
+    retentionDeleted,
+    retentionSweeps,
+    retentionLastSuccess,
     inbound,
     forwardAttempts,
     claimed,

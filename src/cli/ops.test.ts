@@ -257,7 +257,7 @@ describe("operations commands", { concurrency: true }, () => {
       assert.equal(first.code, 0, first.stderr);
       assert.match(
         first.stdout,
-        /applied 6 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n {2}0003_claim_index\n {2}0004_keyed_tables_without_rowid\n {2}0005_drop_global_due_index\n {2}0006_drop_delivered_outbox_rows\n/,
+        /applied 7 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n {2}0003_claim_index\n {2}0004_keyed_tables_without_rowid\n {2}0005_drop_global_due_index\n {2}0006_drop_delivered_outbox_rows\n {2}0007_retention_indexes\n/,
       );
       const second = await cli(["migrate", "--config", config]);
       assert.equal(second.code, 0, second.stderr);
@@ -692,7 +692,7 @@ describe("operations commands", { concurrency: true }, () => {
       assert.equal(m.code, 0, m.stderr);
       assert.match(
         m.stdout,
-        /applied 6 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n {2}0003_claim_index\n {2}0004_keyed_tables_without_rowid\n {2}0005_drop_global_due_index\n {2}0006_drop_delivered_outbox_rows\n/,
+        /applied 7 migrations\n {2}0001_initial\n {2}0002_delivery_failures_index\n {2}0003_claim_index\n {2}0004_keyed_tables_without_rowid\n {2}0005_drop_global_due_index\n {2}0006_drop_delivered_outbox_rows\n {2}0007_retention_indexes\n/,
       );
       const store = openStore(scratch.url);
       let seeded: Seeded;

@@ -4,9 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Migrator } from "kysely";
+import pg from "pg";
+import { openPostgres } from "./dialect/postgres.js";
 import { openSqlite } from "./dialect/sqlite.js";
 import { migrationProvider } from "./migrations.js";
 import { openStore } from "./open.js";
+import { scratchPostgres } from "./test-support/databases.js";
 
 let dir: string;
 before(() => {
@@ -45,6 +48,7 @@ test("0004 rebuilds the keyed tables WITHOUT ROWID on a populated SQLite databas
       "0004_keyed_tables_without_rowid",
       "0005_drop_global_due_index",
       "0006_drop_delivered_outbox_rows",
+      "0007_retention_indexes",
     ]);
     const reopened = openSqlite(file);
     try {
@@ -124,7 +128,7 @@ test("0006 drops the delivered outbox rows earlier releases kept, and only those
   await old.db.destroy();
   const store = openStore(`sqlite:${file}`);
   try {
-    assert.deepEqual(await store.migrate(), ["0006_drop_delivered_outbox_rows"]);
+    assert.deepEqual(await store.migrate(), ["0006_drop_delivered_outbox_rows", "0007_retention_indexes"]);
     assert.equal(await store.outboxRow(1), undefined, "the delivered row is gone");
     assert.equal((await store.outboxRow(2))?.state, "pending");
     assert.equal((await store.outboxRow(3))?.state, "dead");
@@ -136,5 +140,40 @@ test("0006 drops the delivered outbox rows earlier releases kept, and only those
     );
   } finally {
     await store.close();
+  }
+});
+
+test("0007 on PostgreSQL: with the indexes built CONCURRENTLY beforehand (deployment.md), it only records itself", async () => {
+  const scratch = await scratchPostgres();
+  try {
+    const old = openPostgres(scratch.url);
+    const migrator = new Migrator({ db: old.db, provider: migrationProvider });
+    assert.equal((await migrator.migrateTo("0006_drop_delivered_outbox_rows")).error, undefined);
+    await old.db.destroy();
+    const admin = new pg.Client({ connectionString: scratch.url });
+    await admin.connect();
+    try {
+      await admin.query(
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS provider_refs_message ON provider_refs (message_id)",
+      );
+      await admin.query("CREATE INDEX CONCURRENTLY IF NOT EXISTS replies_created ON replies (created_at)");
+      const store = openStore(scratch.url);
+      try {
+        assert.deepEqual(await store.migrate(), ["0007_retention_indexes"]);
+      } finally {
+        await store.close();
+      }
+      const { rows } = await admin.query(
+        "SELECT indexname FROM pg_indexes WHERE indexname IN ('provider_refs_message', 'replies_created') ORDER BY 1",
+      );
+      assert.deepEqual(
+        rows.map((r: { indexname: string }) => r.indexname),
+        ["provider_refs_message", "replies_created"],
+      );
+    } finally {
+      await admin.end();
+    }
+  } finally {
+    await scratch.drop();
   }
 });

@@ -202,6 +202,21 @@ const dropDeliveredRows: Migration = {
   },
 };
 
+/**
+ * Retention (src/store/retention.ts) deletes old rows in small batches, each found through an index: a
+ * message's provider refs by `message_id`, expired staff-reply records by `created_at`. Without these the
+ * batches would scan whole tables, and on SQLite that scan runs on the event loop. Each costs one index entry
+ * per staff reply (a reply writes one ref and one record), nothing on ingest. Creating them reads the two
+ * tables once: on PostgreSQL it holds their writes for that long (deployment.md: build them beforehand).
+ */
+const retentionIndexes: Migration = {
+  async up(db: Db) {
+    // IF NOT EXISTS: on a large PostgreSQL database an operator may have built them CONCURRENTLY beforehand.
+    await sql`CREATE INDEX IF NOT EXISTS provider_refs_message ON provider_refs (message_id)`.execute(db);
+    await sql`CREATE INDEX IF NOT EXISTS replies_created ON replies (created_at)`.execute(db);
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   "0001_initial": initial,
   "0002_delivery_failures_index": deliveryFailures,
@@ -209,6 +224,7 @@ export const migrations: Record<string, Migration> = {
   "0004_keyed_tables_without_rowid": keyedTables,
   "0005_drop_global_due_index": dropGlobalDueIndex,
   "0006_drop_delivered_outbox_rows": dropDeliveredRows,
+  "0007_retention_indexes": retentionIndexes,
 };
 
 export const migrationProvider: MigrationProvider = {

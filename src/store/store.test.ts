@@ -38,6 +38,7 @@ for (const dialect of DIALECTS) {
         "0004_keyed_tables_without_rowid",
         "0005_drop_global_due_index",
         "0006_drop_delivered_outbox_rows",
+        "0007_retention_indexes",
       ]);
       assert.deepEqual(await store.migrate(), [], "migrations are applied once");
       assert.deepEqual(await store.ready(), { ok: true });

@@ -6,6 +6,7 @@ import { listenForOutbox, OUTBOX_CHANNEL } from "./dialect/postgres.js";
 import type { SqliteHotPath } from "./dialect/sqlite-hot.js";
 import { GroupCommit } from "./group-commit.js";
 import { migrationProvider } from "./migrations.js";
+import { postgresRetention, type Retention } from "./retention.js";
 import type { Database, MessageDirection } from "./schema.js";
 
 export type Dialect = "sqlite" | "postgres";
@@ -135,7 +136,8 @@ export interface StoreOptions {
   maxBatch?: number;
 }
 
-const REPLY_WINDOW_MS = 24 * 3_600_000;
+/** How long a staff reply's idempotency record answers a repeat (retention deletes it some time after). */
+export const REPLY_WINDOW_MS = 24 * 3_600_000;
 
 /**
  * The bridge's persistence: one Kysely query layer over SQLite and PostgreSQL. Every write that
@@ -144,6 +146,8 @@ const REPLY_WINDOW_MS = 24 * 3_600_000;
 export class Store {
   private readonly ingestQueue: GroupCommit<IngestItem, IngestResult>;
   private readonly finishQueue: GroupCommit<FinishOp, boolean>;
+  /** Deletes what the bridge no longer keeps, in batches (the sweep is src/bridge/retention.ts). */
+  readonly retention: Retention;
 
   constructor(
     readonly db: Kysely<Database>,
@@ -154,6 +158,7 @@ export class Store {
     /** Connection URL, for PostgreSQL's LISTEN connection. */
     private readonly url?: string,
   ) {
+    this.retention = hot ? hot.retention() : postgresRetention(db);
     this.ingestQueue = new GroupCommit(
       // PostgreSQL only: on SQLite the hot path batches ingest itself.
       (items) => this.tx((trx) => this.ingestBatch(trx, items, true)),

@@ -2,6 +2,7 @@ import { type FileHandle, open } from "node:fs/promises";
 import type Database from "better-sqlite3";
 import { keywordAction } from "../../core/optout.js";
 import { readsCurrentThread, threadFor } from "../../core/threading.js";
+import { type Retention, sqliteRetention } from "../retention.js";
 import {
   type ClaimedRow,
   claimedAtInsert,
@@ -532,6 +533,11 @@ export class SqliteHotPath {
         }))
         .sort((a, b) => a.id - b.id);
     });
+  }
+
+  /** Retention's batches (src/store/retention.ts), as writes on this queue: committed, not waited for on disk. */
+  retention(): Retention {
+    return sqliteRetention(this.raw, (fn) => this.write(fn, { durable: false }));
   }
 
   finish(ops: FinishOp[]): boolean[] {
