@@ -17,6 +17,17 @@ const FIRST_SWEEP_MAX_MS = 30_000;
  */
 const REST_PER_BATCH = 3;
 
+/** The times a sweep at `now` deletes before: reply records always, messages and dead rows with `days`. */
+export function retentionCutoffs(
+  now: number,
+  days: number | undefined,
+): { replies: number; messages?: number } {
+  return {
+    replies: now - REPLY_RECORD_KEEP_MS,
+    ...(days !== undefined ? { messages: now - days * DAY_MS } : {}),
+  };
+}
+
 export interface SweepCounts {
   messages: number;
   providerRefs: number;
@@ -70,14 +81,14 @@ export class RetentionSweeper {
   /** One sweep now; resolves with what it deleted. Errors are logged, counted and thrown. */
   async sweep(): Promise<SweepCounts> {
     const started = performance.now();
-    const now = this.now();
+    const cutoff = retentionCutoffs(this.now(), this.config.days);
     const counts: SweepCounts = { messages: 0, providerRefs: 0, deadOutbox: 0, replies: 0 };
     const { retention } = this.store;
     const limit = this.config.batch;
     try {
-      counts.replies = await this.repeat((n) => retention.pruneReplies(now - REPLY_RECORD_KEEP_MS, n));
-      if (this.config.days !== undefined) {
-        const before = now - this.config.days * DAY_MS;
+      counts.replies = await this.repeat((n) => retention.pruneReplies(cutoff.replies, n));
+      const before = cutoff.messages;
+      if (before !== undefined) {
         counts.deadOutbox = await this.repeat((n) => retention.pruneDead(before, n));
         let after = 0;
         while (!this.stopped) {

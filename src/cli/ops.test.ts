@@ -490,6 +490,112 @@ describe("operations commands", { concurrency: true }, () => {
     });
   });
 
+  describe("prune", { concurrency: 1 }, () => {
+    const DAY = 24 * HOUR;
+    let database: string;
+    let store: Store;
+    const rows = async () => ({
+      messages: (await store.db.selectFrom("messages").select("provider_message_id").execute())
+        .map((r) => r.provider_message_id)
+        .sort(),
+      outbox: (await store.db.selectFrom("outbox").select("state").execute()).length,
+      replies: (await store.db.selectFrom("replies").select("body_hash").execute()).map((r) => r.body_hash),
+    });
+    before(async () => {
+      database = `sqlite:${join(tmp, "prune.db")}`;
+      store = openStore(database);
+      await store.migrate();
+      const now = Date.now();
+      // Four messages 40 days old (one of them dead 35 days ago), two from yesterday; one staff reply
+      // record two days old and one from an hour ago.
+      for (const [id, age] of [
+        ["old1", 40 * DAY],
+        ["old2", 40 * DAY],
+        ["old3", 40 * DAY],
+        ["old4", 40 * DAY],
+        ["new1", DAY],
+        ["new2", DAY],
+      ] as const) {
+        await store.ingest({
+          channelId: "support",
+          provider: "simulator",
+          providerMessageId: id,
+          customer: "+15105559999",
+          channelNumber: "+16501234567",
+          body: id,
+          createdAt: now - age,
+          threading: { mode: "pair", idleHours: 24 },
+          payload: () => Buffer.from(JSON.stringify({ id })),
+        });
+      }
+      const [row] = await store.claim({ limit: 1, leaseMs: 60_000, now, channels: ["support"] });
+      assert.ok(row && (await store.markDead(row.id, row.token, 422, "rejected", "{}", now - 35 * DAY)));
+      for (const [hash, age] of [
+        ["expired", 2 * DAY],
+        ["live", HOUR],
+      ] as const) {
+        await store.claimReply("support", hash, now - age, 15_000);
+        await store.finishReply("support", hash, 201, "{}");
+      }
+    });
+    after(() => store.close());
+
+    test("--dry-run counts what a setting would delete and deletes nothing", async () => {
+      const before = await rows();
+      const r = await cli([
+        "prune",
+        "-c",
+        writeConfig("prune-dry.yaml", database),
+        "--dry-run",
+        "--days",
+        "30",
+        "--json",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.dryRun, true);
+      assert.equal(out.days, 30);
+      assert.deepEqual(out.wouldDelete, { messages: 4, deadOutbox: 1, replies: 1 });
+      assert.equal(out.messages, 6);
+      assert.deepEqual(await rows(), before);
+
+      const text = await cli(["prune", "-c", writeConfig("prune-dry.yaml", database), "--dry-run"]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /^retention\.days is not set: messages and dead messages are kept/);
+      assert.match(text.stdout, /reply records +1 \(past their 24 h\)\nnothing was deleted \(--dry-run\)\n$/);
+    });
+
+    test("--days below 1 is refused before anything is opened", async () => {
+      const r = await cli(["prune", "-c", writeConfig("prune-dry.yaml", database), "--days", "0.5"]);
+      assert.equal(r.code, 64);
+      assert.match(r.stderr, /--days "0\.5": give a number of days, at least 1/);
+    });
+
+    test("with retention.days in the config it deletes old messages, dead rows and expired reply records; pending rows stay", async () => {
+      const config = writeConfig("prune.yaml", database, { retention: { days: 30 } });
+      const r = await cli(["prune", "-c", config]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(
+        r.stdout,
+        /^keep 30 days \(retention\.days\): deleted what was created before \d{4}-\d\d-\d\dT/,
+      );
+      assert.match(
+        r.stdout,
+        /\n {2}messages +4 \(with 0 provider ids\)\n {2}dead messages +1\n {2}reply records +1 \(past their 24 h\)\n/,
+      );
+      assert.deepEqual(await rows(), { messages: ["new1", "new2"], outbox: 5, replies: ["live"] });
+      // Nothing left to delete: a second run says so.
+      const again = await cli(["prune", "-c", config, "--json"]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(JSON.parse(again.stdout).deleted, {
+        messages: 0,
+        providerRefs: 0,
+        deadOutbox: 0,
+        replies: 0,
+      });
+    });
+  });
+
   describe("check-config", { concurrency: 3 }, () => {
     const env = {
       OPS_REAMAZE_NEW: "reamaze-new-secret-value-NW",

@@ -119,3 +119,51 @@ export function postgresRetention(db: Kysely<Schema>): Retention {
       ),
   };
 }
+
+/** What a sweep with these cutoffs would delete, counted without deleting (`smsbridge prune --dry-run`). */
+export async function countPrunable(
+  db: Kysely<Schema>,
+  cutoff: { messages?: number; replies: number },
+): Promise<{
+  messages?: number;
+  deadOutbox?: number;
+  replies: number;
+  totalMessages: number;
+  oldest?: number;
+}> {
+  // Reads only: on SQLite they run beside the hot path's writes (WAL), never inside its transaction.
+  const n = (row: { n: string | number | bigint } | undefined) => Number(row?.n ?? 0);
+  const replies = n(
+    await db
+      .selectFrom("replies")
+      .select((eb) => eb.fn.countAll().as("n"))
+      .where("created_at", "<", cutoff.replies)
+      .executeTakeFirst(),
+  );
+  const all = await db
+    .selectFrom("messages")
+    .select((eb) => [eb.fn.countAll().as("n"), eb.fn.min("created_at").as("oldest")])
+    .executeTakeFirst();
+  const out = {
+    replies,
+    totalMessages: n(all),
+    ...(all?.oldest != null ? { oldest: Number(all.oldest) } : {}),
+  };
+  if (cutoff.messages === undefined) return out;
+  const messages = n(
+    await db
+      .selectFrom("messages")
+      .select((eb) => eb.fn.countAll().as("n"))
+      .where("created_at", "<", cutoff.messages)
+      .executeTakeFirst(),
+  );
+  const deadOutbox = n(
+    await db
+      .selectFrom("outbox")
+      .select((eb) => eb.fn.countAll().as("n"))
+      .where("state", "=", "dead")
+      .where("finished_at", "<", cutoff.messages)
+      .executeTakeFirst(),
+  );
+  return { ...out, messages, deadOutbox };
+}

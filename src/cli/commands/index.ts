@@ -3,6 +3,7 @@ import { register as checkConfig } from "./check-config.js";
 import { register as dead } from "./dead.js";
 import { register as dev } from "./dev.js";
 import { register as migrate } from "./migrate.js";
+import { register as prune } from "./prune.js";
 import { register as sandbox } from "./sandbox.js";
 import { register as send } from "./send.js";
 import { register as serve } from "./serve.js";
@@ -21,5 +22,6 @@ export const commands: Array<(program: Command) => void> = [
   migrate,
   status,
   dead,
+  prune,
   checkConfig,
 ];
