@@ -1,35 +1,28 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { after, describe, test } from "node:test";
-import type { ThreadingConfig } from "../core/threading.js";
-import type { IngestItem, Store } from "../store/store.js";
+import type { Store } from "../store/store.js";
 import { scratchPostgres } from "../store/test-support/databases.js";
+import { inboundItem } from "../store/test-support/items.js";
 import { type RunningBridge, startBridge } from "./app.js";
 import { validateConfig } from "./config.js";
-import { bridgeConfig, freePort, tempDir } from "./test-support/faults-harness.js";
+import {
+  bridgeConfig,
+  freePort,
+  helpdeskId,
+  message,
+  postInbound,
+  startRecorder,
+  tempDir,
+} from "./test-support/faults-harness.js";
 import { eventually } from "./test-support/loop.js";
 
 const DAY = 86_400_000;
-const pair: ThreadingConfig = { mode: "pair", idleHours: 24 };
-
-function inbound(id: string, createdAt: number): IngestItem {
-  return {
-    channelId: "support",
-    provider: "simulator",
-    providerMessageId: id,
-    customer: "+15105559999",
-    channelNumber: "+16501234567",
-    body: `message ${id}`,
-    createdAt,
-    threading: pair,
-    payload: () => Buffer.from(JSON.stringify({ id })),
-  };
-}
 
 /** Old and young messages, two of the old ones dead, plus an expired and a live staff-reply record. */
 async function seed(store: Store, now: number, prefix: string, old: number) {
-  for (let i = 0; i < old; i++) await store.ingest(inbound(`${prefix}-old-${i}`, now - 40 * DAY));
-  for (let i = 0; i < 3; i++) await store.ingest(inbound(`${prefix}-young-${i}`, now - DAY));
+  for (let i = 0; i < old; i++) await store.ingest(inboundItem(`${prefix}-old-${i}`, now - 40 * DAY));
+  for (let i = 0; i < 3; i++) await store.ingest(inboundItem(`${prefix}-young-${i}`, now - DAY));
   const rows = await store.claim({ limit: 2, leaseMs: 60_000, now, channels: ["support"] });
   for (const r of rows) await store.markDead(r.id, r.token, 400, "refused", "{}", now - 35 * DAY);
   await store.claimReply("support", `${prefix}-expired`, now - 2 * DAY, 15_000);
@@ -117,6 +110,47 @@ describe("retention through a running bridge", () => {
       );
     } finally {
       await bridge.close();
+    }
+  });
+
+  test("a message deleted while its copy is still queued for a failing helpdesk is delivered once it recovers", async () => {
+    const helpdesk = await startRecorder();
+    let recovered = false;
+    helpdesk.behaviour = () =>
+      recovered ? { kind: "answer", status: 200 } : { kind: "answer", status: 503 };
+    const raw = {
+      ...bridgeConfig({
+        port: await freePort(),
+        database: `sqlite:${dir.dir}/queued.db`,
+        incomingUrl: helpdesk.url,
+      }),
+      retention: { days: 30, sweepMinutes: 60 },
+    };
+    const quiet = new Writable({ write: (_c, _e, cb) => cb() });
+    const bridge = await startBridge({ loaded: validateConfig(raw), logDestination: quiet });
+    try {
+      // Sent 40 days ago by the customer's phone (a carrier's late delivery), received now.
+      const old = Date.now() - 40 * DAY;
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        const m = { ...message("late", i), sentAt: new Date(old + i * 1000).toISOString() };
+        assert.equal(await postInbound(bridge.url, m), 200);
+        ids.push(helpdeskId(m.id));
+      }
+      await eventually("the failing helpdesk to be tried", async () =>
+        helpdesk.deliveries.length ? true : undefined,
+      );
+      const swept = await bridge.retention.sweep();
+      assert.equal(swept.messages, 10, "the messages are older than retention.days");
+      assert.equal((await bridge.store.db.selectFrom("messages").select("id").execute()).length, 0);
+      recovered = true;
+      await eventually("every queued copy delivered", async () =>
+        ids.every((id) => helpdesk.delivered().has(id)) ? true : undefined,
+      );
+      assert.equal(helpdesk.badSignatures, 0);
+    } finally {
+      await bridge.close();
+      await helpdesk.close();
     }
   });
 

@@ -1,31 +1,16 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { sql } from "kysely";
-import type { ThreadingConfig } from "../core/threading.js";
 import { openStore } from "./open.js";
 import type { IngestItem, Store } from "./store.js";
 import { DIALECTS, type ScratchDb } from "./test-support/databases.js";
+import { inboundItem } from "./test-support/items.js";
 
 const DAY = 86_400_000;
 const NOW = Date.parse("2026-06-01T00:00:00Z");
 const CUTOFF = NOW - 30 * DAY;
 const OLD = CUTOFF - DAY;
 const YOUNG = CUTOFF + DAY;
-const pair: ThreadingConfig = { mode: "pair", idleHours: 24 };
-
-function inbound(id: string, createdAt: number, channelId = "support"): IngestItem {
-  return {
-    channelId,
-    provider: "simulator",
-    providerMessageId: id,
-    customer: "+15105559999",
-    channelNumber: "+16501234567",
-    body: `message ${id}`,
-    createdAt,
-    threading: pair,
-    payload: () => Buffer.from(JSON.stringify({ id })),
-  };
-}
 
 async function stored(store: Store, item: IngestItem): Promise<number> {
   const r = await store.ingest(item);
@@ -83,12 +68,12 @@ for (const dialect of DIALECTS) {
     });
 
     test("messages created before the cutoff go with their provider refs; younger ones, outbox rows, threads and opt-outs stay", async () => {
-      const oldIn = await stored(store, inbound("old-1", OLD));
-      await stored(store, inbound("old-2", OLD - DAY));
+      const oldIn = await stored(store, inboundItem("old-1", OLD));
+      await stored(store, inboundItem("old-2", OLD - DAY));
       // An opt-out outlives the messages that made it.
       await store.setOptOut("support", "+15105559999", true, "STOP", OLD);
       const oldSent = await sent(store, ["SMold-a", "SMold-b"], OLD);
-      const youngIn = await stored(store, inbound("young-1", YOUNG));
+      const youngIn = await stored(store, inboundItem("young-1", YOUNG));
       const youngSent = await sent(store, ["SMyoung"], YOUNG);
       const outboxBefore = await ids(store, "outbox");
 
@@ -157,7 +142,7 @@ for (const dialect of DIALECTS) {
     for (const c of cases) {
       test(c.name, async () => {
         const made: number[] = [];
-        for (const [i, age] of c.ages.entries()) made.push(await stored(store, inbound(`m${i}`, age)));
+        for (const [i, age] of c.ages.entries()) made.push(await stored(store, inboundItem(`m${i}`, age)));
         const batches = await sweepMessages(store, c.limit);
         assert.deepEqual(
           batches.map((b) => ({ scanned: b.scanned, deleted: b.deleted })),
@@ -171,7 +156,7 @@ for (const dialect of DIALECTS) {
     }
 
     test("dead outbox rows that died before the cutoff go, at most `limit` per call; pending and younger dead rows stay", async () => {
-      for (let i = 0; i < 5; i++) await stored(store, inbound(`d${i}`, OLD, "dead-ch"));
+      for (let i = 0; i < 5; i++) await stored(store, inboundItem(`d${i}`, OLD, "dead-ch"));
       const rows = await store.claim({ limit: 10, leaseMs: 60_000, now: NOW, channels: ["dead-ch"] });
       assert.equal(rows.length, 5);
       const [a, b, c, d, pending] = rows as [
