@@ -241,7 +241,13 @@ export function opsPerSec(fn: () => unknown, seconds = 3): number {
  */
 export function smsbridgeCommand(): string[] {
   const prof = process.env.BENCH_CPU_PROF;
-  return [process.execPath, ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : []), "bin/smsbridge.js"];
+  const flags = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean);
+  return [
+    process.execPath,
+    ...flags,
+    ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : []),
+    "bin/smsbridge.js",
+  ];
 }
 
 const CLK_TCK = (() => {
