@@ -305,6 +305,7 @@ describe("operations commands", { concurrency: true }, () => {
       );
       assert.doesNotMatch(r.stdout, /SMreply2/, "delivered replies are not failures");
       assert.match(r.stdout, /smsbridge dead list/);
+      assert.match(r.stdout, /\nretention: every message is kept \(retention\.days is not set; /);
     });
 
     test("dead list: one line per dead message, answers cut at 80 characters", async () => {
@@ -584,6 +585,8 @@ describe("operations commands", { concurrency: true }, () => {
         /\n {2}messages +4 \(with 0 provider ids\)\n {2}dead messages +1\n {2}reply records +1 \(past their 24 h\)\n/,
       );
       assert.deepEqual(await rows(), { messages: ["new1", "new2"], outbox: 5, replies: ["live"] });
+      const status = await cli(["status", "-c", config, "--url", NOBODY]);
+      assert.match(status.stdout, /\nretention: messages older than 30 days are deleted every 60 min /);
       // Nothing left to delete: a second run says so.
       const again = await cli(["prune", "-c", config, "--json"]);
       assert.equal(again.code, 0, again.stderr);

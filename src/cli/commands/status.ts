@@ -152,6 +152,7 @@ export function register(program: Command): void {
               ...(bridge.error ? { error: bridge.error } : {}),
             },
             since: isoTime(since),
+            retention: { days: config.retention.days ?? null, sweepMinutes: config.retention.sweepMinutes },
             channels,
             deliveryFailures: failures,
           });
@@ -199,6 +200,14 @@ export function register(program: Command): void {
             "",
             "dead messages: `smsbridge dead list` shows them, `smsbridge dead replay` requeues them",
           );
+        // Whether the database grows for ever is a setting an operator should see without opening the config.
+        const { days, sweepMinutes } = config.retention;
+        out.push(
+          "",
+          days === undefined
+            ? "retention: every message is kept (retention.days is not set; `smsbridge prune --dry-run --days 90` counts what a setting would delete)"
+            : `retention: messages older than ${days} days are deleted every ${sweepMinutes} min (\`smsbridge prune --dry-run\` counts what is due)`,
+        );
         process.stdout.write(`${out.join("\n")}\n`);
         return EXIT.ok;
       }),
