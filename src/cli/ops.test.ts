@@ -647,6 +647,7 @@ describe("operations commands", { concurrency: true }, () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /^.*check\.yaml: valid\n/);
       assert.match(r.stdout, /database +postgres:\/\/smsbridge:\*\*\*@db\.internal:5432\/smsbridge/);
+      assert.match(r.stdout, /\nretention +every message kept \(retention\.days not set\)\n/);
       assert.match(r.stdout, /channel support "Support"\n {2}numbers +\+16501234567, \+16501234568\n/);
       assert.match(
         r.stdout,
@@ -677,6 +678,7 @@ describe("operations commands", { concurrency: true }, () => {
         bodyLimit: 1048576,
       });
       assert.deepEqual(out.adminApi, { enabled: false });
+      assert.deepEqual(out.retention, { sweepMinutes: 60, batch: 200 });
       assert.deepEqual(out.channels[1], {
         id: "eu",
         name: null,

@@ -80,6 +80,7 @@ export function summarise(file: string, loaded: LoadedConfig, channelUrls: typeo
       : { enabled: false },
     log: config.log,
     forwarder: config.forwarder,
+    retention: config.retention,
     reply: config.reply,
     channels,
     warnings,
@@ -99,6 +100,9 @@ function render(s: ReturnType<typeof summarise>): string {
     `server     listens on ${s.server.listen}; public URL ${s.server.publicUrl ?? "(not set)"}; trustProxy ${s.server.trustProxy}`,
   );
   out.push(`database   ${s.database}`);
+  out.push(
+    `retention  ${s.retention.days === undefined ? "every message kept (retention.days not set)" : `messages older than ${s.retention.days} days deleted, swept every ${s.retention.sweepMinutes} min`}`,
+  );
   out.push(
     `admin API  ${s.adminApi.enabled ? `enabled, token ${s.adminApi.token}` : "disabled (no adminToken)"}`,
   );
