@@ -10,7 +10,7 @@
 // idled for a few seconds, its p99 at 1,000/s settles only after ~2.5 s; docs/PERFORMANCE.md).
 //
 // Environment: BENCH_REPLY_RATE (default 1000/s), BENCH_REPLY_SECONDS (5), BENCH_REPLY_SETTLE_SECONDS (3),
-// BENCH_PROVIDER_DELAY_MS (0).
+// BENCH_PROVIDER_DELAY_MS (0), BENCH_REPLY_EXTRA_IDLE_MS (0: an idle spell before the fixed-rate runs).
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -38,6 +38,7 @@ const SECRET = "bench-reamaze-secret";
 const RATE = Number(process.env.BENCH_REPLY_RATE ?? 1000);
 const SECONDS = Number(process.env.BENCH_REPLY_SECONDS ?? 5);
 const SETTLE_SECONDS = Number(process.env.BENCH_REPLY_SETTLE_SECONDS ?? 3);
+const EXTRA_IDLE_MS = Number(process.env.BENCH_REPLY_EXTRA_IDLE_MS ?? 0);
 const PROVIDER_DELAY_MS = Number(process.env.BENCH_PROVIDER_DELAY_MS ?? 0);
 const TARGET_P99_MS = 5;
 /** A rate far below capacity: the path's own cost, without queueing. */
@@ -393,6 +394,8 @@ export default async function run(): Promise<BenchResult[]> {
       await paced(provider.url, directSend, RATE, 1, 201);
       await paced(bridge.url, staffReply, RATE, 1, 201);
       const providerCpu0 = cpuSeconds(provider.pid);
+      // Both processes idle for this long first: the stand-in before its run, the bridge this plus the direct run.
+      if (EXTRA_IDLE_MS > 0) await new Promise((r) => setTimeout(r, EXTRA_IDLE_MS));
       direct = await paced(provider.url, directSend, RATE, SECONDS, 201, SETTLE_SECONDS);
       providerCpu = cpuSeconds(provider.pid) - providerCpu0;
       const syncsBefore = await walSyncs(bridge.url);
