@@ -12,7 +12,14 @@ import { formatIsoTimestamp } from "../src/protocol/payloads.js";
 import { Database } from "../src/store/dialect/better-sqlite3.js";
 import { openStore } from "../src/store/open.js";
 import type { IngestItem, Store } from "../src/store/store.js";
-import { type BenchResult, smsbridgeCommand, startBare, startChild, withBaseline } from "./lib.js";
+import {
+  type BenchResult,
+  percentile,
+  smsbridgeCommand,
+  startBare,
+  startChild,
+  withBaseline,
+} from "./lib.js";
 
 const CHANNEL = "bench";
 const PHONE = "+16501234567";
@@ -34,11 +41,6 @@ const RSS_EVERY_MS = 500;
 const RSS_BUDGET_MB = 256;
 
 const fmtN = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
-}
 
 /**
  * A backlog of `n` pending inbound messages with their outbox rows, generated inside SQLite by a recursive

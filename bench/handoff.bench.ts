@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { openStore } from "../src/store/open.js";
 import type { ClaimedRow, Store } from "../src/store/store.js";
 import { ingestItem } from "./backlog.bench.js";
-import { type BenchResult, withBaseline } from "./lib.js";
+import { type BenchResult, median, withBaseline } from "./lib.js";
 
 const CALLERS = 50;
 const SECONDS = Number(process.env.BENCH_HANDOFF_SECONDS ?? 3);
@@ -104,7 +104,6 @@ export default async function run(): Promise<BenchResult[]> {
     } finally {
       await store.close();
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
     const fmt = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(", ");
     const base = median(cpu["claim after ingest"]);
     const handoff = median(cpu["claimed at ingest"]);

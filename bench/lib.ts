@@ -26,6 +26,17 @@ export interface ChildServer extends Server {
   pid: number;
 }
 
+/** The p-th percentile (nearest rank) of an ascending array; NaN when empty. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+/** The middle value of a few runs (the upper one of an even count). */
+export function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+}
+
 /** Attaches a baseline and its ratio to a result. */
 export function withBaseline(result: BenchResult, baseline: { name: string; value: number }): BenchResult {
   return { ...result, baseline, ratio: baseline.value === 0 ? undefined : result.value / baseline.value };

@@ -6,7 +6,7 @@
 import { Writable } from "node:stream";
 import pino, { type Logger } from "pino";
 import { createLogger, REDACT } from "../src/bridge/logger.js";
-import { type BenchResult, withBaseline } from "./lib.js";
+import { type BenchResult, median, withBaseline } from "./lib.js";
 
 const WILDCARDS = ["*.authToken", "*.apiKey", "*.apiSecret", "*.secret", "*.secrets"];
 
@@ -48,7 +48,6 @@ export default async function run(): Promise<BenchResult[]> {
       us[name].push(Number(process.hrtime.bigint() - t) / 1e3 / N);
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const note = `median of 5 alternating runs of ${N.toLocaleString("en")} replies, one process`;
   return [
     withBaseline(

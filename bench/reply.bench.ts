@@ -25,6 +25,7 @@ import {
   gcBetween,
   ioWriteBytes,
   load,
+  percentile,
   type RuntimeSample,
   runtimeSample,
   smsbridgeCommand,
@@ -137,11 +138,6 @@ interface Paced {
   /** Still unanswered when the drain deadline passed. */
   unanswered: number;
   firstBad?: string;
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
 }
 
 /**

@@ -21,18 +21,13 @@ import { RetentionSweeper } from "../src/bridge/retention.js";
 import { openStore } from "../src/store/open.js";
 import type { Store } from "../src/store/store.js";
 import { ingestItem } from "./backlog.bench.js";
-import { type BenchResult, withBaseline } from "./lib.js";
+import { type BenchResult, median, percentile, withBaseline } from "./lib.js";
 
 const MESSAGES = Number(process.env.BENCH_RETENTION_MESSAGES ?? 100_000);
 const SECONDS = Number(process.env.BENCH_RETENTION_SECONDS ?? 3);
 const CALLERS = 50;
 const BATCH = Number(process.env.BENCH_RETENTION_BATCH ?? 200);
 const DAY = 86_400_000;
-
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
-};
 
 /** 50 callers ingesting fresh messages until `until()` says stop: each ingest's latency (ms) and the loop's delay. */
 async function ingestWhile(store: Store, until: () => boolean) {
@@ -52,10 +47,11 @@ async function ingestWhile(store: Store, until: () => boolean) {
   );
   loop.disable();
   const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
   return {
     rate: latencies.length / seconds,
-    p50: quantile(latencies, 0.5),
-    p99: quantile(latencies, 0.99),
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
     loopMaxMs: loop.max / 1e6,
     loopP99Ms: loop.percentile(99) / 1e6,
   };
@@ -168,7 +164,6 @@ export default async function run(): Promise<BenchResult[]> {
   try {
     const { alone, during, swept } = await sweepCost(dir);
     const idx = await indexCost(dir);
-    const median = (xs: number[]) => quantile(xs, 0.5);
     const fmt = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(", ");
     const ms = (x: number) => `${x.toFixed(2)} ms`;
     const sweepRate = swept.messages / swept.seconds;

@@ -86,21 +86,27 @@ export class RetentionSweeper {
     const { retention } = this.store;
     const limit = this.config.batch;
     try {
-      counts.replies = await this.repeat((n) => retention.pruneReplies(cutoff.replies, n));
+      await this.paced(async () => {
+        const n = await retention.pruneReplies(cutoff.replies, limit);
+        counts.replies += n;
+        return n === limit;
+      });
       const before = cutoff.messages;
       if (before !== undefined) {
-        counts.deadOutbox = await this.repeat((n) => retention.pruneDead(before, n));
+        await this.paced(async () => {
+          const n = await retention.pruneDead(before, limit);
+          counts.deadOutbox += n;
+          return n === limit;
+        });
         let after = 0;
-        while (!this.stopped) {
-          const t = performance.now();
+        await this.paced(async () => {
           const r = await retention.pruneMessages(after, before, limit);
           counts.messages += r.deleted;
           counts.providerRefs += r.refs;
-          // Ids follow arrival: a batch with nothing old means the rest is younger too.
-          if (r.scanned < limit || r.deleted === 0) break;
           after = r.lastId;
-          await this.rest(performance.now() - t);
-        }
+          // Ids follow arrival: a batch with nothing old means the rest is younger too.
+          return r.scanned === limit && r.deleted > 0;
+        });
       }
     } catch (err) {
       this.metrics.retentionSweeps.inc({ result: "error" });
@@ -121,17 +127,13 @@ export class RetentionSweeper {
     return counts;
   }
 
-  /** Calls `batch` until one deletes fewer than the limit (or the sweeper stops); the total deleted. */
-  private async repeat(batch: (limit: number) => Promise<number>): Promise<number> {
-    let total = 0;
+  /** Runs `batch` until it says there is no more (or the sweeper stops), resting after each one. */
+  private async paced(batch: () => Promise<boolean>): Promise<void> {
     while (!this.stopped) {
       const t = performance.now();
-      const n = await batch(this.config.batch);
-      total += n;
-      if (n < this.config.batch) break;
+      if (!(await batch())) return;
       await this.rest(performance.now() - t);
     }
-    return total;
   }
 
   /** Between batches: the webhooks that arrived during one are taken, and get the database most of the time. */

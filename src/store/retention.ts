@@ -60,13 +60,14 @@ export function sqliteRetention(raw: Database.Database, write: <T>(fn: () => T) 
   return {
     pruneMessages: (afterId, before, limit) =>
       write(() => {
-        const rows = s().scan.all(afterId, limit) as Array<{ id: number; created_at: number }>;
+        const st = s();
+        const rows = st.scan.all(afterId, limit) as Array<{ id: number; created_at: number }>;
         let deleted = 0;
         let refs = 0;
         for (const r of rows) {
           if (r.created_at >= before) continue;
-          refs += s().refs.run(r.id).changes;
-          deleted += s().message.run(r.id).changes;
+          refs += st.refs.run(r.id).changes;
+          deleted += st.message.run(r.id).changes;
         }
         return { scanned: rows.length, deleted, refs, lastId: rows.at(-1)?.id ?? afterId };
       }),
