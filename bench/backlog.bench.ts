@@ -14,6 +14,7 @@ import { openStore } from "../src/store/open.js";
 import type { IngestItem, Store } from "../src/store/store.js";
 import {
   type BenchResult,
+  benchServerConfig,
   percentile,
   smsbridgeCommand,
   startBare,
@@ -213,7 +214,7 @@ async function drain(dir: string, file: string, n: number): Promise<BenchResult[
   writeFileSync(
     configFile,
     JSON.stringify({
-      server: { port: 0, host: "127.0.0.1", publicUrl: "https://sms.example.test" },
+      server: benchServerConfig("https://sms.example.test"),
       database: `sqlite:${file}`,
       log: { level: "info" },
       channels: [

@@ -346,17 +346,28 @@ export function gcBetween(
 /** Counters from a bridge's /metrics that explain a commit round: WAL syncs, and how forwarded rows were claimed. */
 export async function roundCounters(
   url: string,
-): Promise<{ syncs: number; atIngest: number; fromOutbox: number }> {
+): Promise<{ syncs: number; atIngest: number; fromOutbox: number; delivered: number }> {
   const text = await metricsText(url);
   const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
   return {
     syncs: sum(/^smsbridge_sqlite_wal_sync_seconds_count (\d+)/gm),
     atIngest: sum(/^smsbridge_outbox_claimed_total\{[^}]*by="ingest"[^}]*\} (\d+)/gm),
     fromOutbox: sum(/^smsbridge_outbox_claimed_total\{[^}]*by="claim"[^}]*\} (\d+)/gm),
+    delivered: sum(/^smsbridge_forward_attempts_total\{[^}]*outcome="delivered"[^}]*\} (\d+)/gm),
   };
 }
 
 /** A bridge's Prometheus exposition, as text. */
 async function metricsText(url: string): Promise<string> {
   return (await fetch(`${url}/metrics`)).text();
+}
+
+/**
+ * The `server` block of a bench's bridge config. `BENCH_BACKGROUND_NICE` sets `server.backgroundNice` (the
+ * delivery and checkpointer threads' nice steps below the main thread; unset = the bridge's default), so the
+ * same bench can be run both ways.
+ */
+export function benchServerConfig(publicUrl: string): Record<string, unknown> {
+  const nice = process.env.BENCH_BACKGROUND_NICE;
+  return { port: 0, host: "127.0.0.1", publicUrl, ...(nice ? { backgroundNice: Number(nice) } : {}) };
 }

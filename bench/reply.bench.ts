@@ -21,6 +21,7 @@ import { sign } from "../src/protocol/signature.js";
 import { Database } from "../src/store/dialect/better-sqlite3.js";
 import {
   type BenchResult,
+  benchServerConfig,
   cpuSeconds,
   gcBetween,
   ioWriteBytes,
@@ -348,7 +349,7 @@ export default async function run(): Promise<BenchResult[]> {
     writeFileSync(
       configFile,
       JSON.stringify({
-        server: { port: 0, host: "127.0.0.1", publicUrl: "https://sms.example.test" },
+        server: benchServerConfig("https://sms.example.test"),
         database: `sqlite:${join(dir, "bridge.db")}`,
         log: { level: "info" },
         channels: [

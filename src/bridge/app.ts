@@ -74,7 +74,10 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
     });
   const now = opts.now ?? Date.now;
   const metrics = createMetrics();
-  const store = openStore(config.database, { onWalSync: (s) => metrics.walSync.observe(s) });
+  const store = openStore(config.database, {
+    onWalSync: (s) => metrics.walSync.observe(s),
+    backgroundNice: config.server.backgroundNice,
+  });
   try {
     const applied = await store.migrate();
     if (applied.length) log.info({ applied }, "database migrations applied");
@@ -267,7 +270,9 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   })) {
     channels.set(id, ch);
   }
-  forwarder = new Forwarder(store, channels, config.forwarder, metrics, log, now);
+  forwarder = new Forwarder(store, channels, config.forwarder, metrics, log, now, {
+    threadNice: config.server.backgroundNice,
+  });
   if (opts.forwarder !== false) forwarder.start();
   const retention = new RetentionSweeper(store, config.retention, metrics, log, now);
   retention.start();

@@ -116,6 +116,21 @@ describe("config", () => {
       expect: /^server\.port: Invalid input: expected number, received string$/,
     },
     {
+      name: "background threads above nice 19",
+      mutate: (c) => ({ ...c, server: { backgroundNice: 20 } }),
+      expect: /^server\.backgroundNice: 0 to 19 \(0 = the process's own priority\)$/,
+    },
+    {
+      name: "background threads raised above the process (a negative nice)",
+      mutate: (c) => ({ ...c, server: { backgroundNice: -5 } }),
+      expect: /^server\.backgroundNice: 0 to 19/,
+    },
+    {
+      name: "background nice as a fraction",
+      mutate: (c) => ({ ...c, server: { backgroundNice: 2.5 } }),
+      expect: /^server\.backgroundNice: must be a whole number$/,
+    },
+    {
       name: "retention of less than a day",
       mutate: (c) => ({ ...c, retention: { days: 0.5 } }),
       expect:

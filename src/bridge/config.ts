@@ -66,9 +66,22 @@ export const configSchema = z
           .int()
           .positive()
           .default(1024 * 1024),
+        // Background threads (forwarding, checkpoints) yield to the one acknowledging webhooks: thread-priority.ts.
+        backgroundNice: z
+          .number({ error: "must be a number" })
+          .int({ error: "must be a whole number" })
+          .min(0, { error: "0 to 19 (0 = the process's own priority)" })
+          .max(19, { error: "0 to 19 (0 = the process's own priority)" })
+          .default(10),
       })
       .strict()
-      .default({ port: 8080, host: "0.0.0.0", trustProxy: false, bodyLimit: 1024 * 1024 }),
+      .default({
+        port: 8080,
+        host: "0.0.0.0",
+        trustProxy: false,
+        bodyLimit: 1024 * 1024,
+        backgroundNice: 10,
+      }),
     database: z.string().default("sqlite:./data/smsbridge.db"),
     adminToken: z.string().min(16, { error: "at least 16 characters" }).optional(),
     log: z

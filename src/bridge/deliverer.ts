@@ -32,6 +32,9 @@ export class Deliverer {
   private queued: DeliveryJob[] = [];
   private closed = false;
 
+  /** `nice`: how many nice steps below the process the thread runs (thread-priority.ts); 0 = the same. */
+  constructor(private readonly opts: { nice?: number } = {}) {}
+
   /**
    * Hands a job to the thread; `done` is called once, with its outcome, never synchronously. A callback
    * rather than a promise: a delivery takes milliseconds, long enough for what waits on it to be promoted
@@ -82,7 +85,7 @@ export class Deliverer {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const worker = startThread();
+    const worker = startThread(this.opts.nice ?? 0);
     worker.on("message", (batch: Array<[number, Outcome]>) => {
       // A thread that already died has had its jobs settled as retries; its slots may be reused.
       if (this.worker !== worker) return;
@@ -122,7 +125,7 @@ export class Deliverer {
  * The compiled bridge runs dist/bridge/delivery-thread.js. Run from source (the tests, through tsx), the
  * thread loads the .ts file and registers tsx first: a worker does not inherit the parent's loader hooks.
  */
-function startThread(): Worker {
+function startThread(nice: number): Worker {
   const fromSource = import.meta.url.endsWith(".ts");
   const entry = new URL(`./delivery-thread.${fromSource ? "ts" : "js"}`, import.meta.url).href;
   const tsx = fromSource ? import.meta.resolve("tsx/esm/api") : undefined;
@@ -134,7 +137,7 @@ function startThread(): Worker {
 })();`,
     {
       eval: true,
-      workerData: { entry, tsx },
+      workerData: { entry, tsx, nice },
       // A second V8 heap: left to its defaults, its young generation alone grew to tens of MB between
       // scavenges and pushed the bridge past its 256 MB budget while draining a 1M backlog. What it holds
       // at any time is a batch of jobs and their answers.

@@ -1,11 +1,14 @@
 // The worker side of deliverer.ts: POSTs signed payloads to the helpdesk and sends each outcome back.
 // Jobs and outcomes travel in batches (one message per turn of either event loop), not one message each.
-import { type MessagePort, parentPort } from "node:worker_threads";
+import { type MessagePort, parentPort, workerData } from "node:worker_threads";
 import { type Outcome, postSigned } from "../protocol/client.js";
 import type { DeliveryJob } from "./deliverer.js";
+import { lowerThisThreadPriority } from "./thread-priority.js";
 
 if (!parentPort) throw new Error("delivery-thread.ts runs as a worker thread (see deliverer.ts)");
 const port: MessagePort = parentPort;
+// Forwarding can wait a few ms; the main thread's webhooks cannot (thread-priority.ts).
+lowerThisThreadPriority((workerData as { nice?: number } | undefined)?.nice ?? 0);
 
 let results: Array<[number, Outcome]> = [];
 let flushing = false;

@@ -55,7 +55,7 @@ export class Forwarder {
    */
   private outboxWork = true;
   private readonly policy: RetryPolicy;
-  private readonly deliverer = new Deliverer();
+  private readonly deliverer: Deliverer;
   /** Claim tokens for rows claimed at insert: unique per process start, then a counter (see `reserve`). */
   private readonly tokenPrefix = randomUUID();
   private tokens = 0;
@@ -67,7 +67,10 @@ export class Forwarder {
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** `threadNice`: nice steps below the process for the delivery thread (config `server.backgroundNice`). */
+    opts: { threadNice?: number } = {},
   ) {
+    this.deliverer = new Deliverer({ nice: opts.threadNice ?? 0 });
     this.policy = { baseMs: cfg.retryBaseMs, capMs: cfg.retryCapMs, maxAgeMs: cfg.maxAgeHours * 3_600_000 };
     for (const [id, ch] of channels) {
       const breaker = new Breaker(cfg.breakerThreshold, cfg.breakerCooldownMs);

@@ -10,7 +10,9 @@ import { Store, type StoreOptions } from "./store.js";
 export function openStore(url: string, opts: StoreOptions = {}): Store {
   if (url.startsWith("sqlite:")) {
     const file = url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
-    const { db, raw, mode, checkWritable, checkpointer } = openSqlite(file || ":memory:");
+    const { db, raw, mode, checkWritable, checkpointer } = openSqlite(file || ":memory:", {
+      checkpoint: { nice: opts.backgroundNice ?? 0 },
+    });
     const hot = new SqliteHotPath(raw, mode, {
       checkWritable,
       ...(opts.onWalSync ? { onSync: opts.onWalSync } : {}),

@@ -134,6 +134,8 @@ export interface StoreOptions {
   /** How many group-commit transactions may run at once (SQLite has one writer: 1). */
   commitConcurrency?: number;
   maxBatch?: number;
+  /** SQLite: nice steps below the process for the checkpointer thread (config `server.backgroundNice`). */
+  backgroundNice?: number;
 }
 
 /** How long a staff reply's idempotency record answers a repeat (retention deletes it some time after). */

@@ -27,7 +27,16 @@ export class SqliteCheckpointer {
    */
   private readonly shared = new Int32Array(new SharedArrayBuffer(8));
 
-  constructor(file: string, opts: { intervalMs?: number; maxFrames?: number; restartFrames?: number } = {}) {
+  constructor(
+    file: string,
+    opts: {
+      intervalMs?: number;
+      maxFrames?: number;
+      restartFrames?: number;
+      /** Nice steps below the process at which the thread runs (bridge/thread-priority.ts says why); 0 = the same. */
+      nice?: number;
+    } = {},
+  ) {
     this.worker = new Worker(WORKER, {
       eval: true,
       // The same better-sqlite3 build the main connection uses (better-sqlite3.ts explains the two majors).
@@ -40,6 +49,7 @@ export class SqliteCheckpointer {
         // that much WAL, not after every checkpoint.
         restartFrames: opts.restartFrames ?? 16_384,
         littleEndian: endianness() === "LE",
+        nice: opts.nice ?? 0,
         shared: this.shared,
       },
     });
@@ -87,6 +97,15 @@ const { workerData, parentPort } = require("node:worker_threads");
 const Database = require(workerData.module);
 const { accessSync, constants, openSync, readSync } = require("node:fs");
 const db = new Database(workerData.file);
+// Housekeeping yields to the thread that acknowledges webhooks, as bridge/thread-priority.ts does for the
+// delivery thread (a worker run from a string cannot import that module). Linux only; elsewhere skipped.
+if (workerData.nice > 0) {
+  try {
+    const os = require("node:os");
+    const tid = Number(require("node:fs").readlinkSync("/proc/thread-self").split("/").pop());
+    os.setPriority(tid, Math.min(19, os.getPriority(tid) + workerData.nice));
+  } catch {}
+}
 // A checkpoint writes the WAL index through its memory map; if the file was made read-only meanwhile, that
 // write is a SIGBUS, not an error. Check first (the file system answers EROFS or EPERM), and skip.
 const writable = () => {
