@@ -66,13 +66,14 @@ export const configSchema = z
           .int()
           .positive()
           .default(1024 * 1024),
-        // Background threads (forwarding, checkpoints) yield to the one acknowledging webhooks: thread-priority.ts.
+        // Opt-in: background threads (forwarding, checkpoints) yield to the one acknowledging webhooks
+        // (thread-priority.ts). Off by default: it defers forwarding rather than adding capacity.
         backgroundNice: z
           .number({ error: "must be a number" })
           .int({ error: "must be a whole number" })
           .min(0, { error: "0 to 19 (0 = the process's own priority)" })
           .max(19, { error: "0 to 19 (0 = the process's own priority)" })
-          .default(10),
+          .default(0),
       })
       .strict()
       .default({
@@ -80,7 +81,7 @@ export const configSchema = z
         host: "0.0.0.0",
         trustProxy: false,
         bodyLimit: 1024 * 1024,
-        backgroundNice: 10,
+        backgroundNice: 0,
       }),
     database: z.string().default("sqlite:./data/smsbridge.db"),
     adminToken: z.string().min(16, { error: "at least 16 characters" }).optional(),

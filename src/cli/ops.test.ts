@@ -676,6 +676,7 @@ describe("operations commands", { concurrency: true }, () => {
         publicUrl: "https://sms.example.com/bridge",
         trustProxy: false,
         bodyLimit: 1048576,
+        backgroundNice: 0,
       });
       assert.deepEqual(out.adminApi, { enabled: false });
       assert.deepEqual(out.retention, { sweepMinutes: 60, batch: 200 });

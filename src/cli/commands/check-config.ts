@@ -73,6 +73,7 @@ export function summarise(file: string, loaded: LoadedConfig, channelUrls: typeo
       publicUrl: server.publicUrl ?? null,
       trustProxy: server.trustProxy,
       bodyLimit: server.bodyLimit,
+      backgroundNice: server.backgroundNice,
     },
     database: showDatabase(config.database),
     adminApi: config.adminToken
@@ -97,7 +98,7 @@ function render(s: ReturnType<typeof summarise>): string {
   const out: string[] = [];
   out.push(`${s.file}: valid`, "");
   out.push(
-    `server     listens on ${s.server.listen}; public URL ${s.server.publicUrl ?? "(not set)"}; trustProxy ${s.server.trustProxy}`,
+    `server     listens on ${s.server.listen}; public URL ${s.server.publicUrl ?? "(not set)"}; trustProxy ${s.server.trustProxy}${s.server.backgroundNice ? `; background threads ${s.server.backgroundNice} nice steps below the main thread` : ""}`,
   );
   out.push(`database   ${s.database}`);
   out.push(
