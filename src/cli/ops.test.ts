@@ -585,6 +585,25 @@ describe("operations commands", { concurrency: true }, () => {
         /\n {2}messages +4 \(with 0 provider ids\)\n {2}dead messages +1\n {2}reply records +1 \(past their 24 h\)\n/,
       );
       assert.deepEqual(await rows(), { messages: ["new1", "new2"], outbox: 5, replies: ["live"] });
+      // A row still queued whose message retention deleted: `dead show` says so instead of leaving it out.
+      const orphan = await store.db
+        .selectFrom("outbox")
+        .select(["id", "message_id"])
+        .where("message_id", "not in", store.db.selectFrom("messages").select("id"))
+        .executeTakeFirstOrThrow();
+      const shown = await cli(["dead", "show", String(orphan.id), "-c", config]);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(
+        shown.stdout,
+        new RegExp(
+          `\\n {2}message +#${orphan.message_id} no longer stored \\(deleted by retention\\); the payload below is complete\\n`,
+        ),
+      );
+      const json = JSON.parse(
+        (await cli(["dead", "show", String(orphan.id), "-c", config, "--json"])).stdout,
+      );
+      assert.equal(json.messageId, orphan.message_id);
+      assert.equal(json.message, null);
       const status = await cli(["status", "-c", config, "--url", NOBODY]);
       assert.match(status.stdout, /\nretention: messages older than 30 days are deleted every 60 min /);
       // Nothing left to delete: a second run says so.

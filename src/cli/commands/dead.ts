@@ -124,6 +124,8 @@ export function register(program: Command): void {
             error: row.last_error,
             answer: row.last_answer,
             payload: payloadJson,
+            messageId: row.message_id,
+            // null once retention has deleted the message (the payload above is all that is sent).
             message: message
               ? {
                   id: message.id,
@@ -151,7 +153,8 @@ export function register(program: Command): void {
           `  error        ${row.last_error ?? "-"}`,
           message
             ? `  message      #${message.id} ${message.direction} via ${message.provider} ${message.provider_message_id ?? ""}, customer ${message.customer}, channel number ${message.channel_number}, created ${isoTime(message.created_at)}`
-            : undefined,
+            : // Retention deleted the message (older than retention.days); the outbox row keeps the payload.
+              `  message      #${row.message_id} no longer stored (deleted by retention); the payload below is complete`,
           "",
           "helpdesk answer:",
           indent(row.last_answer ? pretty(row.last_answer) : "(none)"),
