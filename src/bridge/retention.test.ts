@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { writeFileSync } from "node:fs";
 import { Writable } from "node:stream";
 import { after, describe, test } from "node:test";
 import type { Store } from "../store/store.js";
@@ -10,6 +13,7 @@ import {
   bridgeConfig,
   freePort,
   helpdeskId,
+  MAIN,
   message,
   postInbound,
   startRecorder,
@@ -148,6 +152,66 @@ describe("retention through a running bridge", () => {
         ids.every((id) => helpdesk.delivered().has(id)) ? true : undefined,
       );
       assert.equal(helpdesk.badSignatures, 0);
+    } finally {
+      await bridge.close();
+      await helpdesk.close();
+    }
+  });
+
+  test("`smsbridge prune` in another process beside a live bridge on the same SQLite file: both write, nothing acknowledged is lost", async () => {
+    const helpdesk = await startRecorder();
+    const database = `sqlite:${dir.dir}/beside.db`;
+    const raw = bridgeConfig({ port: await freePort(), database, incomingUrl: helpdesk.url });
+    const quiet = new Writable({ write: (_c, _e, cb) => cb() });
+    const bridge = await startBridge({ loaded: validateConfig(raw), logDestination: quiet });
+    try {
+      const now = Date.now();
+      const OLD = 1_500;
+      for (let i = 0; i < OLD; i++) await bridge.store.ingest(inboundItem(`beside-old-${i}`, now - 40 * DAY));
+      // Batches of 25, each a write transaction of its own process, paced: they interleave with the bridge's.
+      const file = `${dir.dir}/beside.json`;
+      writeFileSync(file, JSON.stringify({ ...raw, retention: { batch: 25 } }));
+      const child = spawn(
+        process.execPath,
+        ["--import", "tsx", MAIN, "prune", "-c", file, "--days", "30", "--json"],
+        {
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (c: Buffer) => (stdout += c));
+      child.stderr.on("data", (c: Buffer) => (stderr += c));
+      const exited = once(child, "close");
+      let done = false;
+      void exited.then(() => (done = true));
+      // Webhooks the whole time the prune runs (and at least 200): each must be acknowledged and delivered.
+      const ids: string[] = [];
+      const statuses: number[] = [];
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (!done || ids.length < 200) {
+            // Sent now: `message()` dates its messages in January 2026, which 30 days of retention would delete.
+            const m = { ...message("beside-new-", ids.length), sentAt: new Date().toISOString() };
+            ids.push(helpdeskId(m.id));
+            statuses.push(await postInbound(bridge.url, m));
+          }
+        }),
+      );
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0, stderr);
+      assert.equal(
+        JSON.parse(stdout).deleted.messages,
+        OLD,
+        "every old message deleted by the other process",
+      );
+      assert.deepEqual(new Set(statuses), new Set([200]), "every webhook acknowledged");
+      await eventually("every acknowledged webhook delivered", async () =>
+        ids.every((id) => helpdesk.delivered().has(id)) ? true : undefined,
+      );
+      const kept = await bridge.store.db.selectFrom("messages").select("provider_message_id").execute();
+      assert.equal(kept.length, ids.length, "the new messages, all stored; the old ones gone");
+      assert.ok(kept.every((r) => r.provider_message_id?.startsWith("beside-new-")));
     } finally {
       await bridge.close();
       await helpdesk.close();

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { parse as parseYaml, stringify } from "yaml";
 import { type RunningBridge, startBridge } from "../bridge/app.js";
 import { loadConfig, validateConfig } from "../bridge/config.js";
+import { Database } from "../store/dialect/better-sqlite3.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/store.js";
 import { type ScratchDb, scratchPostgres } from "../store/test-support/databases.js";
@@ -570,6 +571,24 @@ describe("operations commands", { concurrency: true }, () => {
       const r = await cli(["prune", "-c", writeConfig("prune-dry.yaml", database), "--days", "0.5"]);
       assert.equal(r.code, 64);
       assert.match(r.stderr, /--days "0\.5": give a number of days, at least 1/);
+    });
+
+    test("a write lock held by another process past the busy timeout: exit 1, one line naming it, nothing deleted", async () => {
+      const before = await rows();
+      const holder = new Database(database.slice("sqlite:".length));
+      holder.exec("BEGIN IMMEDIATE");
+      try {
+        const r = await cli(["prune", "-c", writeConfig("prune-locked.yaml", database), "--days", "30"]);
+        assert.equal(r.code, 1);
+        assert.match(
+          r.stderr,
+          /^smsbridge: database sqlite:\S+prune\.db: database is locked \(SQLITE_BUSY\); another process \(the running bridge\?\) held its write lock for over 5 s: try again\n$/,
+        );
+      } finally {
+        holder.exec("ROLLBACK");
+        holder.close();
+      }
+      assert.deepEqual(await rows(), before);
     });
 
     test("with retention.days in the config it deletes old messages, dead rows and expired reply records; pending rows stay", async () => {

@@ -140,7 +140,18 @@ export async function withStore<T>(
         : "check the database URL in the config and that the server is running";
       throw new CliError(`database ${shown}: ${ready.reason}; ${hint}`, EXIT_FAILED);
     }
-    return await fn(store);
+    try {
+      return await fn(store);
+    } catch (e) {
+      // A database's own error (SQLite's SQLITE_*, PostgreSQL's SQLSTATE) is the user's to act on: say it in
+      // one line, not as a stack trace. Anything else is a bug and keeps its stack.
+      const code = (e as { code?: unknown }).code;
+      if (typeof code !== "string" || !/^(SQLITE_|[0-9A-Z]{5}$)/.test(code)) throw e;
+      const busy = code.startsWith("SQLITE_BUSY")
+        ? "; another process (the running bridge?) held its write lock for over 5 s: try again"
+        : "";
+      throw new CliError(`database ${shown}: ${(e as Error).message} (${code})${busy}`, EXIT_FAILED);
+    }
   } finally {
     await store.close().catch(() => {});
   }

@@ -78,7 +78,10 @@ function cachingPrepare(raw: BetterSqlite3.Database, mode: SyncMode, checkWritab
     prepare(sql: string) {
       let stmt = cache.get(sql);
       if (!stmt) {
-        stmt = raw.prepare(sql);
+        // Kysely opens a transaction with a plain (deferred) BEGIN; IMMEDIATE takes the write lock first, so
+        // a transaction that reads and then writes waits for another process's writer instead of failing
+        // with SQLITE_BUSY (sqlite-hot.ts says why).
+        stmt = raw.prepare(sql === "begin" ? "begin immediate" : sql);
         if (cache.size >= 500) cache.clear();
         cache.set(sql, stmt);
       }
