@@ -5,6 +5,7 @@ import { endianness, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { sql } from "kysely";
+import { Database } from "./better-sqlite3.js";
 import { openSqlite } from "./sqlite.js";
 import { SqliteHotPath } from "./sqlite-hot.js";
 
@@ -92,6 +93,50 @@ describe("SQLite hot path: group-committed writes, sync mode, background checkpo
     ]);
     assert.equal(syncs, 2);
   });
+
+  // Another process (here another connection) commits between a transaction's read and its write. Begun
+  // deferred, the transaction's snapshot is then stale and its write fails at once with SQLITE_BUSY, which no
+  // busy timeout waits out; begun IMMEDIATE, it holds the write lock from the start and the other one waits.
+  const interleavings: Array<{ name: string; run: (between: () => void) => Promise<unknown> }> = [
+    {
+      name: "a hot-path write",
+      run: (between) =>
+        hot.write(() => {
+          opened.raw.prepare("SELECT count(*) FROM t").get();
+          between();
+          return insert(`hot-${Date.now()}`)();
+        }),
+    },
+    {
+      name: "a Kysely transaction",
+      run: (between) =>
+        opened.db.transaction().execute(async (trx) => {
+          await sql`SELECT count(*) FROM t`.execute(trx);
+          between();
+          await sql`INSERT INTO t (k, v) VALUES (${`kysely-${Date.now()}`}, 'x')`.execute(trx);
+        }),
+    },
+  ];
+  for (const c of interleavings) {
+    test(`${c.name} that reads, then writes after another connection tried to commit, succeeds`, async () => {
+      const other = new Database(file());
+      other.pragma("busy_timeout = 50");
+      let otherError: unknown;
+      try {
+        await c.run(() => {
+          try {
+            other.prepare("INSERT INTO t (k, v) VALUES (?, 'x')").run(`other-${Date.now()}`);
+          } catch (e) {
+            otherError = e;
+          }
+        });
+      } finally {
+        other.close();
+      }
+      // The other connection waited for the lock this transaction held from its start, and gave up.
+      assert.equal((otherError as { code?: string } | undefined)?.code, "SQLITE_BUSY");
+    });
+  }
 
   test("hot writes commit with synchronous=NORMAL (then a WAL sync); Kysely's writes with FULL", async () => {
     await hot.write(insert("mode-1"));
