@@ -1,7 +1,14 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
-import { Kysely, SqliteDialect } from "kysely";
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  SqliteDialect,
+  SqliteDriver,
+} from "kysely";
 import type { Database as Schema } from "../schema.js";
 import { Database } from "./better-sqlite3.js";
 import { SqliteCheckpointer } from "./sqlite-checkpointer.js";
@@ -31,7 +38,7 @@ export function openSqlite(
   const mode = new SyncMode(raw);
   const checkWritable = file === ":memory:" ? () => {} : writableCheck(file);
   const db = new Kysely<Schema>({
-    dialect: new SqliteDialect({ database: cachingPrepare(raw, mode, checkWritable) }),
+    dialect: new ImmediateSqliteDialect({ database: cachingPrepare(raw, mode, checkWritable) }),
   });
   if (file === ":memory:") return { db, raw, mode, checkWritable };
   // Checkpoints run on a worker thread (sqlite-checkpointer.ts says why), never inside one of our commits.
@@ -78,10 +85,7 @@ function cachingPrepare(raw: BetterSqlite3.Database, mode: SyncMode, checkWritab
     prepare(sql: string) {
       let stmt = cache.get(sql);
       if (!stmt) {
-        // Kysely opens a transaction with a plain (deferred) BEGIN; IMMEDIATE takes the write lock first, so
-        // a transaction that reads and then writes waits for another process's writer instead of failing
-        // with SQLITE_BUSY (sqlite-hot.ts says why).
-        stmt = raw.prepare(sql === "begin" ? "begin immediate" : sql);
+        stmt = raw.prepare(sql);
         if (cache.size >= 500) cache.clear();
         cache.set(sql, stmt);
       }
@@ -93,4 +97,22 @@ function cachingPrepare(raw: BetterSqlite3.Database, mode: SyncMode, checkWritab
       return stmt;
     },
   };
+}
+
+/**
+ * Kysely's SQLite dialect, with transactions begun IMMEDIATE instead of its plain (deferred) BEGIN: the write
+ * lock is taken first, so a transaction that reads and then writes waits for another process's writer instead
+ * of failing with SQLITE_BUSY (sqlite-hot.ts says why).
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(private readonly cfg: ConstructorParameters<typeof SqliteDialect>[0]) {
+    super(cfg);
+  }
+  override createDriver(): Driver {
+    return new (class extends SqliteDriver {
+      override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+        await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+      }
+    })(this.cfg);
+  }
 }
