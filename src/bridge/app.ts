@@ -13,7 +13,7 @@ import { buildChannels, type Channel } from "./channels.js";
 import { configSecrets, type LoadedConfig } from "./config.js";
 import { registerDevPage } from "./dev-page.js";
 import { Forwarder } from "./forwarder.js";
-import { registerInbound } from "./inbound.js";
+import { inboundHandler } from "./inbound.js";
 import { createLogger, lazyRequestLogger } from "./logger.js";
 import { DEFAULT_MEDIA, proxiedUrl, registerMediaProxy } from "./media-proxy.js";
 import { createMetrics, type Metrics } from "./metrics.js";
@@ -23,6 +23,7 @@ import { registerReply } from "./reply.js";
 import { RetentionSweeper } from "./retention.js";
 import { registerRuntimeMetrics } from "./runtime-metrics.js";
 import { sendThroughProvider } from "./send.js";
+import { serverWithWebhooks, webhookHttp } from "./webhook-http.js";
 
 export interface StartBridgeOptions {
   loaded: LoadedConfig;
@@ -86,6 +87,30 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
     throw new Error(`database ${redactUrl(config.database)}: ${(err as Error).message}`);
   }
   const channels = new Map<string, Channel>();
+  let forwarder: Forwarder | undefined;
+  // Known after listen (port 0 in tests); read at request time.
+  const baseUrlRef = { value: config.server.publicUrl ?? "" };
+  // Built once: this runs for every provider webhook (publicRequestUrl trims a trailing slash, when there is one).
+  const publicUrlOpts = {
+    ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}),
+    trustProxy: config.server.trustProxy,
+  };
+  // Provider webhooks: raw bytes, verified before anything parses them, served in front of Fastify.
+  const webhooks = webhookHttp({
+    bodyLimit: config.server.bodyLimit,
+    log,
+    handle: inboundHandler({
+      store,
+      channels,
+      metrics,
+      log,
+      now,
+      publicUrl: (req) => publicRequestUrl(req, publicUrlOpts),
+      attachmentUrl: (ch, url) => proxiedUrl(ch, url, baseUrlRef.value, now(), DEFAULT_MEDIA.ttlMs),
+      forwarder: () => forwarder,
+      maskPhones: config.log.maskPhones,
+    }),
+  });
   // Fastify types its logger as FastifyBaseLogger; pino's Logger is one, but the generics don't say so.
   const app = Fastify({
     loggerInstance: log,
@@ -95,31 +120,16 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
     bodyLimit: config.server.bodyLimit,
     trustProxy: config.server.trustProxy,
     forceCloseConnections: true,
+    serverFactory: serverWithWebhooks(webhooks),
   }) as unknown as FastifyInstance;
-  let forwarder: Forwarder | undefined;
-  // Known after listen (port 0 in tests); read at request time.
-  const baseUrlRef = { value: config.server.publicUrl ?? "" };
-  // Built once: this runs for every provider webhook (publicRequestUrl trims a trailing slash, when there is one).
-  const publicUrlOpts = {
-    ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}),
-    trustProxy: config.server.trustProxy,
-  };
-  const publicUrl = (req: Parameters<typeof publicRequestUrl>[0]) => publicRequestUrl(req, publicUrlOpts);
+  app.addHook("preClose", (done) => {
+    webhooks.close();
+    done();
+  });
 
-  // Provider and helpdesk webhooks: raw bytes, verified before anything parses them.
+  // The helpdesk's staff-reply webhook: raw bytes, verified before anything parses them.
   await app.register(async (scope) => {
     await signedBody(scope, { bodyLimit: config.server.bodyLimit });
-    registerInbound(scope, {
-      store,
-      channels,
-      metrics,
-      log,
-      now,
-      publicUrl,
-      attachmentUrl: (ch, url) => proxiedUrl(ch, url, baseUrlRef.value, now(), DEFAULT_MEDIA.ttlMs),
-      forwarder: () => forwarder,
-      maskPhones: config.log.maskPhones,
-    });
     registerReply(scope, { store, channels, metrics, log, now, deadlineMs: config.reply.deadlineMs });
   });
 

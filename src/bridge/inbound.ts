@@ -1,12 +1,11 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { IncomingHttpHeaders } from "node:http";
 import type { Logger } from "pino";
 import { maskPhone } from "../core/phone.js";
-import { sendError } from "../protocol/fastify.js";
 import {
   BadWebhook,
+  type HttpAnswer,
   type InboundMessage,
   type ProviderEvent,
-  type RawRequest,
   type StatusUpdate,
 } from "../providers/types.js";
 import type { Store } from "../store/store.js";
@@ -21,7 +20,8 @@ export interface InboundDeps {
   metrics: Metrics;
   log: Logger;
   now: () => number;
-  publicUrl: (req: FastifyRequest) => string;
+  /** The URL the provider called, from the request target and headers (public-url.ts). */
+  publicUrl: (req: { url: string; headers: IncomingHttpHeaders }) => string;
   /** Attachment URL as the helpdesk should see it (a media-proxy URL when the provider's need credentials). */
   attachmentUrl: (ch: Channel, url: string) => string;
   /**
@@ -32,29 +32,52 @@ export interface InboundDeps {
   maskPhones: boolean;
 }
 
+/** The two provider routes of a channel: `/channels/:id/inbound` and `/channels/:id/status`. */
+export type WebhookRoute = "inbound" | "status";
+
+/** A provider webhook as it arrived: the request target (path and query), headers and raw body. */
+export interface WebhookRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export type WebhookHandler = (
+  route: WebhookRoute,
+  channelId: string,
+  req: WebhookRequest,
+) => Promise<HttpAnswer>;
+
+/** `{ "error": … }`, the shape of every error answer of the bridge (protocol/fastify.ts sendError). */
+export function errorAnswer(status: number, error: string, headers?: Record<string, string>): HttpAnswer {
+  return {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+    body: JSON.stringify({ error }),
+  };
+}
+
+const OK: HttpAnswer = { status: 200, headers: { "content-type": "application/json" }, body: '{"ok":true}' };
+
 /**
- * Provider webhooks: verify → parse → one transaction (dedupe, message, outbox) → answer the provider.
- * The provider hears 2xx only after the commit; if the database is down it hears 503 and retries.
+ * Provider webhooks: verify → parse → one transaction (dedupe, message, outbox) → the answer for the provider.
+ * The provider hears 2xx only after the commit; if the database is down it hears 503 and retries. Framework-
+ * free: webhook-http.ts serves it straight from node:http (the hottest route; see there for why).
  */
-export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void {
-  const handler = (route: "inbound" | "status") => async (req: FastifyRequest, reply: FastifyReply) => {
-    const { id } = req.params as { id: string };
-    const ch = deps.channels.get(id);
-    if (!ch) return sendError(reply, 404, `unknown channel "${id}"`);
-    const raw: RawRequest = {
-      method: req.method,
-      url: deps.publicUrl(req),
-      headers: req.headers,
-      body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
-    };
+export function inboundHandler(deps: InboundDeps): WebhookHandler {
+  return async (route, channelId, req) => {
+    const ch = deps.channels.get(channelId);
+    if (!ch) return errorAnswer(404, `unknown channel "${channelId}"`);
+    const raw = { method: req.method, url: deps.publicUrl(req), headers: req.headers, body: req.body };
     const verdict = await ch.adapter.verify(raw);
     if (!verdict.ok) {
       deps.metrics.inbound.inc({ channel: ch.id, result: "rejected" });
-      req.log.warn(
+      deps.log.warn(
         { channel: ch.id, route, reason: verdict.reason, expected: verdict.expected, url: raw.url },
         "provider webhook failed verification",
       );
-      return sendError(reply, verdict.status, verdict.reason);
+      return errorAnswer(verdict.status, verdict.reason);
     }
     let events: ProviderEvent[];
     try {
@@ -62,46 +85,32 @@ export function registerInbound(scope: FastifyInstance, deps: InboundDeps): void
     } catch (e) {
       if (e instanceof BadWebhook) {
         deps.metrics.inbound.inc({ channel: ch.id, result: "rejected" });
-        return sendError(reply, 400, e.message);
+        return errorAnswer(400, e.message);
       }
       throw e;
     }
     try {
-      await Promise.all(
-        events.map((ev) =>
-          ev.kind === "message"
-            ? storeMessage(deps, ch, ev)
-            : ev.kind === "status"
-              ? storeStatus(deps, ch, ev)
-              : undefined,
-        ),
-      );
+      // One event, nearly always: no array of promises for it.
+      if (events.length === 1) await store(deps, ch, events[0] as ProviderEvent);
+      else await Promise.all(events.map((ev) => store(deps, ch, ev)));
     } catch (err) {
       deps.metrics.inbound.inc({ channel: ch.id, result: "error" });
-      req.log.error(
+      deps.log.error(
         { err, channel: ch.id },
         "could not store a provider webhook; answering 503 so the provider retries",
       );
-      return sendError(
-        reply.header("retry-after", "5"),
-        503,
-        "storage unavailable; nothing was stored, retry later",
-      );
+      return errorAnswer(503, "storage unavailable; nothing was stored, retry later", { "retry-after": "5" });
     }
-    const answer = ch.adapter.ack?.(events) ?? {
-      status: 200,
-      headers: { "content-type": "application/json" },
-      body: '{"ok":true}',
-    };
-    reply.code(answer.status);
-    for (const [k, v] of Object.entries(answer.headers ?? {})) reply.header(k, v);
-    return reply.send(answer.body ?? "");
+    return ch.adapter.ack?.(events) ?? OK;
   };
-  for (const route of ["inbound", "status"] as const) {
-    // GET too: Vonage's SMS API can deliver webhooks as GET with the data in the query string.
-    scope.route({ method: ["POST", "GET"], url: `/channels/:id/${route}`, handler: handler(route) });
-  }
 
+  function store(d: InboundDeps, ch: Channel, ev: ProviderEvent): Promise<void> | undefined {
+    return ev.kind === "message"
+      ? storeMessage(d, ch, ev)
+      : ev.kind === "status"
+        ? storeStatus(d, ch, ev)
+        : undefined;
+  }
   async function storeMessage(d: InboundDeps, ch: Channel, m: InboundMessage) {
     const received = d.now();
     const parsed = m.createdAt ? Date.parse(m.createdAt) : Number.NaN;

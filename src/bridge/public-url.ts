@@ -1,4 +1,4 @@
-import type { FastifyRequest } from "fastify";
+import type { IncomingHttpHeaders } from "node:http";
 
 /**
  * The URL a provider called, as it must be reconstructed for signature checks (Twilio, Plivo sign it):
@@ -6,7 +6,7 @@ import type { FastifyRequest } from "fastify";
  * the bridge is configured to trust its proxy, else what the request itself says.
  */
 export function publicRequestUrl(
-  req: FastifyRequest,
+  req: { url: string; headers: IncomingHttpHeaders },
   opts: { publicUrl?: string; trustProxy: boolean },
 ): string {
   // The regular expression only when there is a slash to trim: this runs for every provider webhook.
