@@ -10,7 +10,8 @@
 // idled for a few seconds, its p99 at 1,000/s settles only after ~2.5 s; docs/PERFORMANCE.md).
 //
 // Environment: BENCH_REPLY_RATE (default 1000/s), BENCH_REPLY_SECONDS (5), BENCH_REPLY_SETTLE_SECONDS (3),
-// BENCH_PROVIDER_DELAY_MS (0), BENCH_REPLY_EXTRA_IDLE_MS (0: an idle spell before the fixed-rate runs).
+// BENCH_PROVIDER_DELAY_MS (0), BENCH_REPLY_EXTRA_IDLE_MS (0: an idle spell before the fixed-rate runs),
+// BENCH_REPLY_WARM_SECONDS (4: seconds at the rate on each path before the runs that count).
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -40,6 +41,7 @@ const SECRET = "bench-reamaze-secret";
 const RATE = Number(process.env.BENCH_REPLY_RATE ?? 1000);
 const SECONDS = Number(process.env.BENCH_REPLY_SECONDS ?? 5);
 const SETTLE_SECONDS = Number(process.env.BENCH_REPLY_SETTLE_SECONDS ?? 3);
+const WARM_SECONDS = Number(process.env.BENCH_REPLY_WARM_SECONDS ?? 4);
 const EXTRA_IDLE_MS = Number(process.env.BENCH_REPLY_EXTRA_IDLE_MS ?? 0);
 const PROVIDER_DELAY_MS = Number(process.env.BENCH_PROVIDER_DELAY_MS ?? 0);
 const TARGET_P99_MS = 5;
@@ -386,10 +388,13 @@ export default async function run(): Promise<BenchResult[]> {
       await paced(bridge.url, staffReply, LOW_RATE, 1, 201);
       directLow = await paced(provider.url, directSend, LOW_RATE, 3, 201);
       viaLow = await paced(bridge.url, staffReply, LOW_RATE, 3, 201);
-      // A second at the measured rate first, on both paths (JIT for the busier code paths, the pools' extra
-      // connections), so the figure is the steady state rather than the first second's ramp.
-      await paced(provider.url, directSend, RATE, 1, 201);
-      await paced(bridge.url, staffReply, RATE, 1, 201);
+      // Seconds at the measured rate first, on both paths (JIT for the busier code paths, the pools' extra
+      // connections, the heap's young generation), so that neither the steady state nor the row of the first
+      // seconds after the idle spell counts the ramp of a process that just started: measured in round 14, one
+      // second left the bridge's first seconds 6.8–25.8 ms over the direct path's, four 4.4 ms in two runs of
+      // three (docs/PERFORMANCE.md).
+      await paced(provider.url, directSend, RATE, WARM_SECONDS, 201);
+      await paced(bridge.url, staffReply, RATE, WARM_SECONDS, 201);
       const providerCpu0 = cpuSeconds(provider.pid);
       // Both processes idle for this long first: the stand-in before its run, the bridge this plus the direct run.
       if (EXTRA_IDLE_MS > 0) await new Promise((r) => setTimeout(r, EXTRA_IDLE_MS));
