@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { OutgoingSms, SendResult } from "../providers/types.js";
 import type { Store } from "../store/store.js";
 import type { Channel } from "./channels.js";
+import { startDeadline } from "./deadline.js";
 import type { Metrics } from "./metrics.js";
 
 /** The HTTP answer for a send that did not go out, in words a staff member understands. */
@@ -37,27 +38,25 @@ export async function sendThroughProvider(
       },
     };
   }
-  // A timer cleared once the provider answered: AbortSignal.timeout's timer would still fire later, building
-  // a DOMException for every reply already answered.
-  const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new DOMException("provider deadline", "TimeoutError")),
-    deadlineMs,
-  );
-  const deadline = controller.signal;
+  // A timer cleared once the provider answered (AbortSignal.timeout's would still fire later, building a
+  // DOMException for every reply already answered), on a reused controller (deadline.ts says why).
+  const deadline = startDeadline(deadlineMs, () => new DOMException("provider deadline", "TimeoutError"));
   let result: SendResult;
+  let timedOut = false;
   try {
-    result = await ch.adapter.send(sms, { signal: deadline });
+    result = await ch.adapter.send(sms, { signal: deadline.signal });
   } catch (err) {
-    if (deadline.aborted) result = { kind: "retryable", reason: "deadline" };
+    if (deadline.signal.aborted) result = { kind: "retryable", reason: "deadline" };
     else {
       deps.log.error({ err, channel: ch.id }, "provider adapter threw");
       result = { kind: "retryable", reason: `provider call failed: ${(err as Error).message}` };
     }
   } finally {
-    clearTimeout(timer);
+    // Read before end(): once ended, the signal may serve another call.
+    timedOut = deadline.signal.aborted;
+    deadline.end();
   }
-  if (deadline.aborted && result.kind !== "sent") {
+  if (timedOut && result.kind !== "sent") {
     // The provider may have accepted it after we stopped waiting: the outcome is unknown, so never resend.
     deps.metrics.providerSends.inc({ channel: ch.id, provider: ch.adapter.type, outcome: "timeout" });
     return {
