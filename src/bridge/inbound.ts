@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Logger } from "pino";
 import { maskPhone } from "../core/phone.js";
+import type { ErrorBody } from "../protocol/fastify.js";
 import {
   BadWebhook,
   type HttpAnswer,
@@ -49,12 +50,13 @@ export type WebhookHandler = (
   req: WebhookRequest,
 ) => Promise<HttpAnswer>;
 
-/** `{ "error": … }`, the shape of every error answer of the bridge (protocol/fastify.ts sendError). */
+/** The bridge's error answer (`ErrorBody`, as protocol/fastify.ts sendError writes it) without Fastify. */
 export function errorAnswer(status: number, error: string, headers?: Record<string, string>): HttpAnswer {
+  const body: ErrorBody = { error };
   return {
     status,
     headers: { "content-type": "application/json; charset=utf-8", ...headers },
-    body: JSON.stringify({ error }),
+    body: JSON.stringify(body),
   };
 }
 

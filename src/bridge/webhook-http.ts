@@ -122,7 +122,7 @@ function readBody(
   };
   const onEnd = () => {
     stop();
-    done(undefined, chunks.length === 1 ? Buffer.from(chunks[0] as Buffer) : Buffer.concat(chunks, length));
+    done(undefined, Buffer.concat(chunks, length)); // a new buffer even for one chunk
   };
   const onError = () => {
     stop();
