@@ -129,7 +129,7 @@ function since(a: Rounds, b: Rounds): Rounds {
 /**
  * Messages per commit round: each round (commit, WAL sync, the forwarder's claim and outcome transactions
  * for it) has a cost of its own whatever it carries, so fewer messages per round cost more per message
- * (docs/PERFORMANCE.md, round 8). And how the forwarder took them: handed off as they were stored, or
+ * (docs/performance-history.md, round 8). And how the forwarder took them: handed off as they were stored, or
  * claimed from the outbox (round 9).
  */
 function perRound(messages: number, r: Rounds): string {

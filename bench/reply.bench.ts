@@ -6,8 +6,9 @@
 // bridge − direct, per percentile. Target: added p99 ≤ 5 ms.
 //
 // The fixed-rate runs measure the steady state: each path first runs BENCH_REPLY_SETTLE_SECONDS at the rate
-// without counting them, and those seconds are reported on a row of their own (measured: after the bridge has
-// idled for a few seconds, its p99 at 1,000/s settles only after ~2.5 s; docs/PERFORMANCE.md).
+// without counting them, and those seconds are reported on a row of their own (measured: 3,000 replies make a
+// p99 that one slow WAL sync can set, and the first ~100 ms after an idle spell add a few slow ones;
+// docs/PERFORMANCE.md, "The first seconds after an idle spell").
 //
 // Environment: BENCH_REPLY_RATE (default 1000/s), BENCH_REPLY_SECONDS (5), BENCH_REPLY_SETTLE_SECONDS (3),
 // BENCH_PROVIDER_DELAY_MS (0), BENCH_REPLY_EXTRA_IDLE_MS (0: an idle spell before the fixed-rate runs),
@@ -305,7 +306,7 @@ const f2 = (n: number) => n.toFixed(2);
 /**
  * The other thing a reply can wait for besides a sync: the main thread's garbage collector. A major GC comes
  * every few seconds at this rate (~1.3 KB per reply outlives two scavenges and reaches the old generation),
- * and the seconds that hold one are often the slow ones (PERFORMANCE.md, round 11).
+ * and the seconds that hold one are often the slow ones (docs/performance-history.md, round 11).
  */
 function gcResult(before: RuntimeSample, after: RuntimeSample, replies: number): BenchResult {
   const gc = gcBetween(before, after);
@@ -392,7 +393,7 @@ export default async function run(): Promise<BenchResult[]> {
       // connections, the heap's young generation), so that neither the steady state nor the row of the first
       // seconds after the idle spell counts the ramp of a process that just started: measured in round 14, one
       // second left the bridge's first seconds 6.8–25.8 ms over the direct path's, four 4.4 ms in two runs of
-      // three (docs/PERFORMANCE.md).
+      // three (docs/performance-history.md, round 14).
       await paced(provider.url, directSend, RATE, WARM_SECONDS, 201);
       await paced(bridge.url, staffReply, RATE, WARM_SECONDS, 201);
       const providerCpu0 = cpuSeconds(provider.pid);

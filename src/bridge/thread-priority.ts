@@ -11,7 +11,7 @@ import { getPriority, setPriority } from "node:os";
  * second. Lowered, work that can wait — forwarding is asynchronous and durable, a checkpoint is housekeeping —
  * yields to the work a provider is waiting for: ~20% more webhooks acknowledged at saturation, while the
  * forwarder falls behind by about as much and catches up afterwards. It moves capacity, it adds none
- * (docs/PERFORMANCE.md, round 13).
+ * (docs/performance-history.md, round 13).
  *
  * Linux only: `/proc/thread-self` names the thread's id, and setpriority(2) on a thread id sets that thread
  * alone. Lowering a priority needs no privilege; raising it back would, so it is done once, at the thread's

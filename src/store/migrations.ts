@@ -180,7 +180,7 @@ const keyedTables: Migration = {
  * `outbox_due (next_attempt_at, id)` served only the forwarder's "when is the next retry due" question, which
  * `outbox_due_channel` answers per channel as well. Every outbox row was entered in it on insert, moved on
  * each claim and removed on its outcome: dropping it took ~10% off the CPU of claiming and finishing a row
- * (measured on SQLite, PERFORMANCE.md round 5). Dropping an index is instant on both dialects.
+ * (measured on SQLite, docs/performance-history.md round 5). Dropping an index is instant on both dialects.
  */
 const dropGlobalDueIndex: Migration = {
   async up(db: Db) {
@@ -192,7 +192,7 @@ const dropGlobalDueIndex: Migration = {
  * A delivered outbox row is now deleted when its delivery is recorded (store.ts `markDelivered`), as
  * graphile-worker deletes a completed job: nothing read it again, yet it kept its payload — the helpdesk
  * JSON, most of a message's bytes — for ever, and its outcome rewrote the whole row. Measured by the bridge
- * bench (PERFORMANCE.md round 10): the database keeps half as much per message. This drops the rows earlier
+ * bench (docs/performance-history.md round 10): the database keeps half as much per message. This drops the rows earlier
  * releases kept; the messages themselves stay in `messages`. SQLite reuses the freed pages; the file
  * shrinks only with `VACUUM` (operations.md).
  */
