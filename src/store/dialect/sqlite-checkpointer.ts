@@ -45,9 +45,11 @@ export class SqliteCheckpointer {
         module: betterSqlite3Path,
         intervalMs: opts.intervalMs ?? 1_000,
         maxFrames: opts.maxFrames ?? 4_096,
-        // 64 MB at 4 KB pages: the writer copies the last few frames itself (a few ms on its event loop) once per
-        // that much WAL, not after every checkpoint.
-        restartFrames: opts.restartFrames ?? 16_384,
+        // 256 MB at 4 KB pages: the writer copies the last few frames itself (0.5–8.5 ms on its event loop, and the
+        // syncs around it slow too) once per that much WAL, not after every checkpoint. At 64 MB this came every
+        // ~1.8 s at 1,000 staff replies/s and was the largest source of replies over 5 ms; at 256 MB every ~6.8 s,
+        // with 2–3 × fewer of them (docs/PERFORMANCE.md, round 15).
+        restartFrames: opts.restartFrames ?? 65_536,
         littleEndian: endianness() === "LE",
         nice: opts.nice ?? 0,
         shared: this.shared,
@@ -73,7 +75,7 @@ export class SqliteCheckpointer {
    * Call on the writing connection before a commit. The WAL starts over only when a write begins with every
    * frame copied; a checkpoint on another thread never sees that under steady load (frames arrive while it
    * copies), so the file would grow without end. When the worker has left only a few frames and the WAL is
-   * long, the writer copies those itself — a few pages and a sync, on the event loop, once per 64 MB of WAL
+   * long, the writer copies those itself — a few pages and a sync, on the event loop, once per 256 MB of WAL
    * (`restartFrames`) — and the commit that follows starts the WAL over. If the worker cannot get that far
    * (starved of CPU under sustained writes), the writer copies whatever is left once the WAL is twice that long.
    */
