@@ -24,8 +24,8 @@ const SECRET_KEYS = ["authToken", "apiKey", "apiSecret", "secret", "secrets"];
  * Blanks SECRET_KEYS in the line's top-level objects, on copies (the caller's objects are left as they were),
  * and returns the line's object itself when there is nothing to blank. Not pino's wildcard paths: pino 10's
  * redaction parses every path again on each call, for each top-level key of each line — 17% of what a staff
- * reply allocates and 4–5 µs of its CPU, for keys that almost never appear (docs/performance-history.md, round 11). The
- * header paths above stay with pino: they cost only on lines that carry `req` or `headers`.
+ * reply allocates and 4–5 µs of its CPU, for keys that almost never appear (docs/performance-history.md,
+ * round 11). The header paths above stay with pino: they cost only on lines that carry `req` or `headers`.
  */
 export function blankSecretKeys<T extends Record<string, unknown>>(obj: T): T {
   let out: Record<string, unknown> | undefined;

@@ -13,8 +13,8 @@ import { errorAnswer, type WebhookHandler, type WebhookRoute } from "./inbound.j
  * The provider webhook routes (`/channels/:id/inbound`, `/channels/:id/status`) served straight from node:http,
  * in front of Fastify, which serves every other route. Why: they take every customer message, and Fastify's
  * request and reply objects, hooks, promise wrapping and router cost ~8–10 µs of a core per request on top of
- * node:http's own ~19 (a route that only reads the body and answers; measured with wrk, docs/performance-history.md,
- * round 14). What Fastify did for these routes is done here the same way: the raw body up to `bodyLimit`
+ * node:http's own ~19 (a route that only reads the body and answers; measured with wrk,
+ * docs/performance-history.md, round 14). What Fastify did for these routes is done here the same way: the raw body up to `bodyLimit`
  * (413 beyond it, from the Content-Length before reading), JSON `{error}` answers, 500 for anything
  * unexpected, 503 once the server is closing, HEAD served as GET. Anything else falls through to Fastify.
  */
