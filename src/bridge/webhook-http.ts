@@ -14,9 +14,10 @@ import { errorAnswer, type WebhookHandler, type WebhookRoute } from "./inbound.j
  * in front of Fastify, which serves every other route. Why: they take every customer message, and Fastify's
  * request and reply objects, hooks, promise wrapping and router cost ~8–10 µs of a core per request on top of
  * node:http's own ~19 (a route that only reads the body and answers; measured with wrk,
- * docs/performance-history.md, round 14). What Fastify did for these routes is done here the same way: the raw body up to `bodyLimit`
- * (413 beyond it, from the Content-Length before reading), JSON `{error}` answers, 500 for anything
- * unexpected, 503 once the server is closing, HEAD served as GET. Anything else falls through to Fastify.
+ * docs/performance-history.md, round 14). What Fastify did for these routes is done here the same way: the raw
+ * body up to `bodyLimit` (413 beyond it, from the Content-Length before reading), JSON `{error}` answers, 500
+ * for anything unexpected, 503 once the server is closing, HEAD served as GET. Anything else falls through to
+ * Fastify.
  */
 export interface WebhookHttp {
   /** Serves the request and returns true if it is a provider webhook; false leaves it to the next listener. */

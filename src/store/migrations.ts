@@ -192,8 +192,8 @@ const dropGlobalDueIndex: Migration = {
  * A delivered outbox row is now deleted when its delivery is recorded (store.ts `markDelivered`), as
  * graphile-worker deletes a completed job: nothing read it again, yet it kept its payload — the helpdesk
  * JSON, most of a message's bytes — for ever, and its outcome rewrote the whole row. Measured by the bridge
- * bench (docs/performance-history.md round 10): the database keeps half as much per message. This drops the rows earlier
- * releases kept; the messages themselves stay in `messages`. SQLite reuses the freed pages; the file
+ * bench (docs/performance-history.md round 10): the database keeps half as much per message. This drops the
+ * rows earlier releases kept; the messages themselves stay in `messages`. SQLite reuses the freed pages; the file
  * shrinks only with `VACUUM` (operations.md).
  */
 const dropDeliveredRows: Migration = {
