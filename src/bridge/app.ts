@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { toE164 } from "../core/phone.js";
-import { sendError, signedBody } from "../protocol/fastify.js";
+import { sendError } from "../protocol/fastify.js";
 import { createHttpClient } from "../providers/http.js";
 import { type PhoneNetwork, registerPhoneNetwork } from "../providers/simulator/network.js";
 import { openStore } from "../store/open.js";
@@ -19,7 +19,7 @@ import { DEFAULT_MEDIA, proxiedUrl, registerMediaProxy } from "./media-proxy.js"
 import { createMetrics, type Metrics } from "./metrics.js";
 import { helpdeskPayload } from "./payload.js";
 import { publicRequestUrl } from "./public-url.js";
-import { registerReply } from "./reply.js";
+import { replyHandler } from "./reply.js";
 import { RetentionSweeper } from "./retention.js";
 import { registerRuntimeMetrics } from "./runtime-metrics.js";
 import { sendThroughProvider } from "./send.js";
@@ -95,21 +95,25 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
     ...(config.server.publicUrl ? { publicUrl: config.server.publicUrl } : {}),
     trustProxy: config.server.trustProxy,
   };
-  // Provider webhooks: raw bytes, verified before anything parses them, served in front of Fastify.
+  // Provider webhooks and staff replies: raw bytes, verified before anything parses them, served in front of
+  // Fastify.
+  const inbound = inboundHandler({
+    store,
+    channels,
+    metrics,
+    log,
+    now,
+    publicUrl: (req) => publicRequestUrl(req, publicUrlOpts),
+    attachmentUrl: (ch, url) => proxiedUrl(ch, url, baseUrlRef.value, now(), DEFAULT_MEDIA.ttlMs),
+    forwarder: () => forwarder,
+    maskPhones: config.log.maskPhones,
+  });
+  const reply = replyHandler({ store, channels, metrics, log, now, deadlineMs: config.reply.deadlineMs });
   const webhooks = webhookHttp({
     bodyLimit: config.server.bodyLimit,
     log,
-    handle: inboundHandler({
-      store,
-      channels,
-      metrics,
-      log,
-      now,
-      publicUrl: (req) => publicRequestUrl(req, publicUrlOpts),
-      attachmentUrl: (ch, url) => proxiedUrl(ch, url, baseUrlRef.value, now(), DEFAULT_MEDIA.ttlMs),
-      forwarder: () => forwarder,
-      maskPhones: config.log.maskPhones,
-    }),
+    handle: (route, channelId, req) =>
+      route === "reamaze" ? reply(channelId, req) : inbound(route, channelId, req),
   });
   // Fastify types its logger as FastifyBaseLogger; pino's Logger is one, but the generics don't say so.
   const app = Fastify({
@@ -125,12 +129,6 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   app.addHook("preClose", (done) => {
     webhooks.close();
     done();
-  });
-
-  // The helpdesk's staff-reply webhook: raw bytes, verified before anything parses them.
-  await app.register(async (scope) => {
-    await signedBody(scope, { bodyLimit: config.server.bodyLimit });
-    registerReply(scope, { store, channels, metrics, log, now, deadlineMs: config.reply.deadlineMs });
   });
 
   registerMediaProxy(app, { channels, now, log, opts: DEFAULT_MEDIA });

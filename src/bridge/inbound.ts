@@ -1,7 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Logger } from "pino";
 import { maskPhone } from "../core/phone.js";
-import type { ErrorBody } from "../protocol/fastify.js";
 import {
   BadWebhook,
   type HttpAnswer,
@@ -14,6 +13,7 @@ import type { Channel } from "./channels.js";
 import type { Forwarder } from "./forwarder.js";
 import type { Metrics } from "./metrics.js";
 import { helpdeskId, helpdeskPayload } from "./payload.js";
+import { errorAnswer, type ProviderRoute, type WebhookRequest } from "./webhook-http.js";
 
 export interface InboundDeps {
   store: Store;
@@ -33,33 +33,6 @@ export interface InboundDeps {
   maskPhones: boolean;
 }
 
-/** The two provider routes of a channel: `/channels/:id/inbound` and `/channels/:id/status`. */
-export type WebhookRoute = "inbound" | "status";
-
-/** A provider webhook as it arrived: the request target (path and query), headers and raw body. */
-export interface WebhookRequest {
-  method: string;
-  url: string;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-}
-
-export type WebhookHandler = (
-  route: WebhookRoute,
-  channelId: string,
-  req: WebhookRequest,
-) => Promise<HttpAnswer>;
-
-/** The bridge's error answer (`ErrorBody`, as protocol/fastify.ts sendError writes it) without Fastify. */
-export function errorAnswer(status: number, error: string, headers?: Record<string, string>): HttpAnswer {
-  const body: ErrorBody = { error };
-  return {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8", ...headers },
-    body: JSON.stringify(body),
-  };
-}
-
 const OK: HttpAnswer = { status: 200, headers: { "content-type": "application/json" }, body: '{"ok":true}' };
 
 /**
@@ -67,7 +40,9 @@ const OK: HttpAnswer = { status: 200, headers: { "content-type": "application/js
  * The provider hears 2xx only after the commit; if the database is down it hears 503 and retries. Framework-
  * free: webhook-http.ts serves it straight from node:http (the hottest route; see there for why).
  */
-export function inboundHandler(deps: InboundDeps): WebhookHandler {
+export function inboundHandler(
+  deps: InboundDeps,
+): (route: ProviderRoute, channelId: string, req: WebhookRequest) => Promise<HttpAnswer> {
   return async (route, channelId, req) => {
     const ch = deps.channels.get(channelId);
     if (!ch) return errorAnswer(404, `unknown channel "${channelId}"`);

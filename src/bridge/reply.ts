@@ -1,12 +1,14 @@
 import { createHash } from "node:crypto";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import { requireSigned } from "../protocol/fastify.js";
 import { type StaffReply, validateStaffReply } from "../protocol/payloads.js";
+import { SIGNATURE_HEADER_LC } from "../protocol/signature.js";
+import { checkSigned } from "../protocol/signed.js";
+import type { HttpAnswer } from "../providers/types.js";
 import type { Store } from "../store/store.js";
 import type { Channel } from "./channels.js";
 import type { Metrics } from "./metrics.js";
 import { type SendAnswer, sendThroughProvider } from "./send.js";
+import { errorAnswer, type WebhookRequest } from "./webhook-http.js";
 
 export interface ReplyDeps {
   store: Store;
@@ -18,41 +20,47 @@ export interface ReplyDeps {
 }
 
 const WAIT_STEP_MS = 50;
+const JSON_TYPE = { "content-type": "application/json; charset=utf-8" };
 
 /**
- * The helpdesk's staff-reply webhook, answered synchronously: verify → idempotency (same channel and body
- * bytes within 24 h → the stored answer, never a second SMS) → opt-out → provider send under a deadline.
+ * The helpdesk's staff-reply webhook (`/channels/:id/reamaze`), answered synchronously: verify → idempotency (same
+ * channel and body bytes within 24 h → the stored answer, never a second SMS) → opt-out → provider send under a
+ * deadline. Framework-free: webhook-http.ts serves it from node:http, beside the provider routes.
  */
-export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
-  scope.post(
-    "/channels/:id/reamaze",
-    {
-      preHandler: requireSigned<StaffReply>({
-        validate: validateStaffReply,
-        secrets: (req) => deps.channels.get((req.params as { id: string }).id)?.config.reamaze.secrets,
-        unknown: () => "unknown channel",
-        // The channel is in the URL: check the signature on the raw bytes before parsing anything.
-        verifyBeforeParse: true,
-      }),
-    },
-    async (req, reply) => {
-      const started = performance.now();
-      const ch = deps.channels.get((req.params as { id: string }).id)!;
-      const answer = await handle(req, ch);
-      deps.metrics.replyLatency.observe(
-        { channel: ch.id, status: String(answer.status) },
-        (performance.now() - started) / 1000,
-      );
-      return send(reply, answer);
-    },
-  );
+export function replyHandler(
+  deps: ReplyDeps,
+): (channelId: string, req: WebhookRequest) => Promise<HttpAnswer> {
+  return async (channelId, req) => {
+    const ch = deps.channels.get(channelId);
+    // The channel is in the URL: the signature is checked on the raw bytes before anything parses them.
+    const checked = await checkSigned(req.body, req.headers[SIGNATURE_HEADER_LC], {
+      validate: validateStaffReply,
+      secrets: () => ch?.config.reamaze.secrets,
+      unknown: () => "unknown channel",
+      verifyBeforeParse: true,
+    });
+    if (!checked.ok) return errorAnswer(checked.status, checked.body);
+    const started = performance.now();
+    const answer = await handle(checked.payload, req.body, ch as Channel);
+    deps.metrics.replyLatency.observe(
+      { channel: channelId, status: String(answer.status) },
+      (performance.now() - started) / 1000,
+    );
+    return {
+      status: answer.status,
+      headers:
+        answer.retryAfterMs === undefined
+          ? JSON_TYPE
+          : { ...JSON_TYPE, "retry-after": String(Math.max(1, Math.ceil(answer.retryAfterMs / 1000))) },
+      body: answer.body,
+    };
+  };
 
   async function handle(
-    req: FastifyRequest,
+    payload: StaffReply,
+    bytes: Buffer,
     ch: Channel,
   ): Promise<{ status: number; body: string; retryAfterMs?: number }> {
-    const payload = req.signed!.payload as StaffReply;
-    const bytes = req.signed!.bytes;
     if (!ch.numbers.has(payload.from.phone)) {
       return json(422, {
         error: `from.phone ${payload.from.phone} is not a number of channel "${ch.id}" (${[...ch.numbers].join(", ")}); check the channel's phone number in the helpdesk.`,
@@ -148,10 +156,4 @@ export function registerReply(scope: FastifyInstance, deps: ReplyDeps): void {
 
 function json(status: number, body: Record<string, unknown>, retryAfterMs?: number) {
   return { status, body: JSON.stringify(body), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
-}
-
-function send(reply: FastifyReply, a: { status: number; body: string; retryAfterMs?: number }) {
-  if (a.retryAfterMs !== undefined)
-    reply.header("retry-after", String(Math.max(1, Math.ceil(a.retryAfterMs / 1000))));
-  return reply.code(a.status).type("application/json").send(a.body);
 }

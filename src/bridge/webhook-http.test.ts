@@ -5,8 +5,14 @@ import { Writable } from "node:stream";
 import { after, before, beforeEach, describe, test } from "node:test";
 import pino from "pino";
 import type { HttpAnswer } from "../providers/types.js";
-import type { WebhookRequest, WebhookRoute } from "./inbound.js";
-import { matchWebhookRoute, serverWithWebhooks, type WebhookHttp, webhookHttp } from "./webhook-http.js";
+import {
+  matchWebhookRoute,
+  serverWithWebhooks,
+  type WebhookHttp,
+  type WebhookRequest,
+  type WebhookRoute,
+  webhookHttp,
+} from "./webhook-http.js";
 
 describe("matchWebhookRoute", () => {
   const cases: Array<[string, { route: WebhookRoute; channelId: string } | undefined]> = [
@@ -17,7 +23,9 @@ describe("matchWebhookRoute", () => {
     ["/channels/tw/inbound/", undefined],
     ["/channels//inbound", undefined],
     ["/channels/a/b/inbound", undefined],
-    ["/channels/tw/reamaze", undefined],
+    ["/channels/tw/reamaze", { route: "reamaze", channelId: "tw" }],
+    ["/channels/tw/reamaze?x=1", { route: "reamaze", channelId: "tw" }],
+    ["/channels/tw/reamazes", undefined],
     ["/channels/tw/inbounds", undefined],
     ["/channels/%E0%A4%A/inbound", undefined],
     ["/CHANNELS/tw/inbound", undefined],
@@ -130,6 +138,16 @@ describe("webhook routes on node:http, in front of the rest", () => {
     }
   });
 
+  test("a staff reply's POST reaches the handler as the route reamaze", async () => {
+    calls.length = 0;
+    const r = await send("POST", "/channels/tw/reamaze", [Buffer.from('{"body":"hi"}')]);
+    assert.equal(r.status, 200);
+    assert.deepEqual(
+      calls.map((c) => [c.route, c.channelId, c.req.body.toString()]),
+      [["reamaze", "tw", '{"body":"hi"}']],
+    );
+  });
+
   test("GET and HEAD reach the handler with an empty body; HEAD's answer has none", async () => {
     const get = await send("GET", "/channels/vg/status?msisdn=1");
     assert.equal(get.status, 200);
@@ -150,12 +168,15 @@ describe("webhook routes on node:http, in front of the rest", () => {
     for (const [method, path] of [
       ["PUT", "/channels/tw/inbound"],
       ["DELETE", "/channels/tw/status"],
-      ["POST", "/channels/tw/reamaze"],
+      ["GET", "/channels/tw/reamaze"],
+      ["HEAD", "/channels/tw/reamaze"],
+      ["PUT", "/channels/tw/reamaze"],
+      ["POST", "/channels/tw/replies"],
       ["GET", "/metrics"],
     ] as const) {
       const r = await send(method, path);
       assert.equal(r.status, 404, `${method} ${path}`);
-      assert.equal(r.body, "the rest");
+      assert.equal(r.body, method === "HEAD" ? "" : "the rest");
     }
     assert.equal(calls.length, 0);
   });

@@ -1,32 +1,66 @@
 import {
   createServer,
+  type IncomingHttpHeaders,
   type IncomingMessage,
   type RequestListener,
   type Server,
   type ServerResponse,
 } from "node:http";
 import type { Logger } from "pino";
+import type { ErrorBody } from "../protocol/signed.js";
 import type { HttpAnswer } from "../providers/types.js";
-import { errorAnswer, type WebhookHandler, type WebhookRoute } from "./inbound.js";
 
 /**
- * The provider webhook routes (`/channels/:id/inbound`, `/channels/:id/status`) served straight from node:http,
- * in front of Fastify, which serves every other route. Why: they take every customer message, and Fastify's
- * request and reply objects, hooks, promise wrapping and router cost ~8–10 µs of a core per request on top of
- * node:http's own ~19 (a route that only reads the body and answers; measured with wrk,
- * docs/performance-history.md, round 14). What Fastify did for these routes is done here the same way: the raw
- * body up to `bodyLimit` (413 beyond it, from the Content-Length before reading), JSON `{error}` answers, 500
- * for anything unexpected, 503 once the server is closing, HEAD served as GET. Anything else falls through to
- * Fastify.
+ * The webhook routes of a channel served straight from node:http, in front of Fastify, which serves every other
+ * route: the provider's (`/channels/:id/inbound`, `/channels/:id/status`) and the helpdesk's staff replies
+ * (`/channels/:id/reamaze`). Why: they carry every message, and Fastify's request and reply objects, hooks,
+ * promise wrapping and router cost ~8–10 µs of a core per request on top of node:http's own ~19 (a route that
+ * only reads the body and answers; measured with wrk, docs/performance-history.md, round 14). What Fastify did
+ * for these routes is done here the same way: the raw body up to `bodyLimit` (413 beyond it, from the
+ * Content-Length before reading), JSON `{error}` answers, 500 for anything unexpected, 503 once the server is
+ * closing, HEAD served as GET on the provider routes. Anything else falls through to Fastify.
  */
 export interface WebhookHttp {
-  /** Serves the request and returns true if it is a provider webhook; false leaves it to the next listener. */
+  /** Serves the request and returns true if it is a webhook; false leaves it to the next listener. */
   listener: (req: IncomingMessage, res: ServerResponse) => boolean;
-  /** From now on every webhook gets 503 (the provider retries elsewhere or later). */
+  /** From now on every webhook gets 503 (the provider or helpdesk retries elsewhere or later). */
   close(): void;
 }
 
-const ROUTE = /^\/channels\/([^/]+)\/(inbound|status)$/;
+/** The provider's two routes of a channel. */
+export type ProviderRoute = "inbound" | "status";
+/** Every route served here: the provider's, and the helpdesk's staff-reply webhook. */
+export type WebhookRoute = ProviderRoute | "reamaze";
+
+/** A webhook as it arrived: the request target (path and query), headers and raw body. */
+export interface WebhookRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export type WebhookHandler = (
+  route: WebhookRoute,
+  channelId: string,
+  req: WebhookRequest,
+) => Promise<HttpAnswer>;
+
+/** The bridge's error answer (`ErrorBody`, as protocol/fastify.ts sendError writes it) without Fastify. */
+export function errorAnswer(
+  status: number,
+  error: string | ErrorBody,
+  headers?: Record<string, string>,
+): HttpAnswer {
+  const body: ErrorBody = typeof error === "string" ? { error } : error;
+  return {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+    body: JSON.stringify(body),
+  };
+}
+
+const ROUTE = /^\/channels\/([^/]+)\/(inbound|status|reamaze)$/;
 
 /** The route and (percent-decoded) channel id of a request target, as Fastify's router would match them. */
 export function matchWebhookRoute(url: string): { route: WebhookRoute; channelId: string } | undefined {
@@ -42,6 +76,12 @@ export function matchWebhookRoute(url: string): { route: WebhookRoute; channelId
     return undefined; // malformed percent-encoding: Fastify answers it (400)
   }
   return { route: m[2] as WebhookRoute, channelId };
+}
+
+/** Methods each route answers; the rest fall through to Fastify (404). GET webhooks are Vonage's. */
+function routeTakes(route: WebhookRoute, method: string | undefined): boolean {
+  if (method === "POST") return true;
+  return route !== "reamaze" && (method === "GET" || method === "HEAD");
 }
 
 export function webhookHttp(opts: { bodyLimit: number; handle: WebhookHandler; log: Logger }): WebhookHttp {
@@ -77,7 +117,7 @@ export function webhookHttp(opts: { bodyLimit: number; handle: WebhookHandler; l
       const match = matchWebhookRoute(req.url as string);
       if (!match) return false;
       const method = req.method;
-      if (method !== "POST" && method !== "GET" && method !== "HEAD") return false;
+      if (!routeTakes(match.route, method)) return false;
       if (closing) {
         send(res, errorAnswer(503, "the bridge is shutting down; retry later", { "retry-after": "5" }));
         return true;

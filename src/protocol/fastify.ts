@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from "fastify";
-import type { FieldError, Validation } from "./payloads.js";
-import { describeVerifyFailure, SIGNATURE_HEADER_LC, type VerifyResult, verify } from "./signature.js";
+import type { FieldError } from "./payloads.js";
+import { SIGNATURE_HEADER_LC, type VerifyResult } from "./signature.js";
+import { type CheckSignedOptions, checkSigned, type ErrorBody } from "./signed.js";
 
 /**
  * Fastify support for signed protocol requests. Register `signedBody` inside an encapsulated scope: there,
@@ -30,10 +31,7 @@ declare module "fastify" {
   }
 }
 
-export interface ErrorBody {
-  error: string;
-  errors?: FieldError[];
-}
+export type { ErrorBody } from "./signed.js";
 
 export function sendError(
   reply: FastifyReply,
@@ -64,82 +62,29 @@ export async function signedBody(scope: FastifyInstance, opts: { bodyLimit?: num
   });
 }
 
-export interface RequireSignedOptions<T> {
-  validate: (json: unknown) => Validation<T>;
-  /**
-   * The secrets that may have signed this request. Called after the JSON parsed, so a receiver may pick the
-   * channel from the payload (the helpdesk finds it by phone number). Return undefined for an unknown
-   * channel (404), or an object `{ status, error }` to refuse with another answer.
-   */
-  secrets: (
-    req: FastifyRequest,
-    json: unknown,
-  ) =>
-    | readonly string[]
-    | undefined
-    | { status: number; error: string }
-    | Promise<readonly string[] | undefined | { status: number; error: string }>;
-  /** Text of the 404 answer. */
-  unknown?: (json: unknown) => string;
-  /**
-   * The secrets are known from the request alone (e.g. a channel id in the URL): `secrets` is called with
-   * `json` undefined and the signature is checked before the body is parsed at all.
-   */
-  verifyBeforeParse?: boolean;
-}
+/** `checkSigned`'s options (signed.ts), with the request passed to `secrets` too. */
+export type RequireSignedOptions<T> = Omit<CheckSignedOptions<T>, "secrets"> & {
+  secrets: (req: FastifyRequest, json: unknown) => ReturnType<CheckSignedOptions<T>["secrets"]>;
+};
 
 /**
  * preHandler that checks, in this order: signature header present (401), JSON parses (400), channel known
  * (404), signature matches the raw bytes (401), payload valid (422). With `verifyBeforeParse` the channel and
- * signature are checked first (404, 401) and only signed bytes are parsed (400). On success `req.signed.payload` holds it.
+ * signature are checked first (404, 401) and only signed bytes are parsed (400). On success `req.signed.payload`
+ * holds it. The checks themselves are `checkSigned` (signed.ts), shared with routes served without Fastify.
  */
 export function requireSigned<T>(opts: RequireSignedOptions<T>): preHandlerAsyncHookHandler {
   return async function requireSignedHandler(req, reply) {
     const bytes = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const state: SignedState<T> = { bytes };
     req.signed = state;
-    const header = req.headers[SIGNATURE_HEADER_LC];
-    const headerValue = Array.isArray(header) ? header[0] : header;
-    if (!headerValue || headerValue.trim() === "") {
-      state.verdict = { ok: false, reason: "missing" };
-      return sendError(reply, 401, describeVerifyFailure("missing"));
-    }
-    const lookUp = async (json: unknown) => {
-      const found = await opts.secrets(req, json);
-      if (found === undefined) return sendError(reply, 404, opts.unknown?.(json) ?? "unknown channel");
-      if (!Array.isArray(found)) {
-        const refusal = found as { status: number; error: string };
-        return sendError(reply, refusal.status, refusal.error);
-      }
-      const verdict = verify(bytes, headerValue, found as readonly string[]);
-      state.verdict = verdict;
-      if (!verdict.ok) return sendError(reply, 401, describeVerifyFailure(verdict.reason));
-      return undefined;
-    };
-    if (opts.verifyBeforeParse) {
-      const refused = await lookUp(undefined);
-      if (refused) return refused;
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(bytes.toString("utf8"));
-    } catch (e) {
-      return sendError(reply, 400, `malformed JSON: ${(e as Error).message}`);
-    }
-    state.json = json;
-    if (!opts.verifyBeforeParse) {
-      const refused = await lookUp(json);
-      if (refused) return refused;
-    }
-    const valid = opts.validate(json);
-    if (!valid.ok) {
-      return sendError(
-        reply,
-        422,
-        `invalid payload: ${valid.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`,
-        valid.errors,
-      );
-    }
-    state.payload = valid.value;
+    const checked = await checkSigned(bytes, req.headers[SIGNATURE_HEADER_LC], {
+      ...opts,
+      secrets: (json) => opts.secrets(req, json),
+    });
+    if (checked.json !== undefined) state.json = checked.json;
+    if (checked.verdict) state.verdict = checked.verdict;
+    if (!checked.ok) return sendError(reply, checked.status, checked.body.error, checked.body.errors);
+    state.payload = checked.payload;
   };
 }

@@ -11,7 +11,6 @@ export {
 export { diagnoseSignature, type SignatureDiagnosis, type SignatureMistake } from "./diagnose.js";
 export {
   DEFAULT_BODY_LIMIT,
-  type ErrorBody,
   type RequireSignedOptions,
   requireSigned,
   type SignedState,
@@ -43,3 +42,4 @@ export {
   type VerifyResult,
   verify,
 } from "./signature.js";
+export { type CheckSignedOptions, checkSigned, type ErrorBody, type SignedCheck } from "./signed.js";
