@@ -46,12 +46,12 @@ export class SqliteCheckpointer {
         intervalMs: opts.intervalMs ?? 1_000,
         // 64 MB at 4 KB pages. At 4,096 (16 MB) a checkpoint came every ~450 ms at 1,000 staff replies/s instead of
         // once a second, and each one's page writes and fsync slow the WAL syncs beside it: measured in three
-        // alternating pairs of 30-s runs, 16,384 halved the replies over 5 ms (docs/PERFORMANCE.md, round 15).
+        // alternating pairs of 30-s runs, 16,384 halved the replies over 5 ms (docs/performance-history.md, round 15).
         maxFrames: opts.maxFrames ?? 16_384,
         // 256 MB at 4 KB pages: the writer copies the last few frames itself (0.5–8.5 ms on its event loop, and the
         // syncs around it slow too) once per that much WAL, not after every checkpoint. At 64 MB this came every
         // ~1.8 s at 1,000 staff replies/s and was the largest source of replies over 5 ms; at 256 MB every ~6.8 s,
-        // with 2–3 × fewer of them (docs/PERFORMANCE.md, round 15).
+        // with 2–3 × fewer of them (docs/performance-history.md, round 15).
         restartFrames: opts.restartFrames ?? 65_536,
         littleEndian: endianness() === "LE",
         nice: opts.nice ?? 0,
