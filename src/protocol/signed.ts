@@ -80,24 +80,16 @@ export async function checkSigned<T>(
   }
   const valid = opts.validate(json);
   if (!valid.ok) {
-    return {
-      ok: false,
-      status: 422,
-      body: {
-        error: `invalid payload: ${valid.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`,
-        errors: valid.errors,
-      },
-      json,
-      ...(verdict ? { verdict } : {}),
-    };
+    const error = `invalid payload: ${valid.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`;
+    return refuse(422, { error, errors: valid.errors }, verdict ? { json, verdict } : { json });
   }
   return { ok: true, payload: valid.value, json, verdict: verdict as VerifyResult };
 }
 
 function refuse<T>(
   status: number,
-  error: string,
+  error: string | ErrorBody,
   seen: { json?: unknown; verdict?: VerifyResult },
 ): SignedCheck<T> {
-  return { ok: false, status, body: { error }, ...seen };
+  return { ok: false, status, body: typeof error === "string" ? { error } : error, ...seen };
 }
