@@ -14,7 +14,7 @@ export interface DeliveryJob {
  * Runs the forwarder's HTTP on a worker thread. Signing, writing the request, parsing the answer and
  * undici's bookkeeping were ~18% of the main thread while ingesting at full speed, on the event loop that
  * also answers providers; here they use another core. Claims, outcomes and the breaker stay on the main
- * thread: the thread only turns a job into an Outcome, exactly as `postSigned` would in-process.
+ * thread: the thread only turns a job into an Outcome, exactly as `deliverSigned` would in-process.
  *
  * If the thread dies, every job in flight ends as a retry (its row is delivered again later, with the same
  * id) and the next job starts a new thread.

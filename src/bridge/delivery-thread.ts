@@ -1,7 +1,7 @@
 // The worker side of deliverer.ts: POSTs signed payloads to the helpdesk and sends each outcome back.
 // Jobs and outcomes travel in batches (one message per turn of either event loop), not one message each.
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
-import { type Outcome, postSigned } from "../protocol/client.js";
+import { deliverSigned, type Outcome } from "../protocol/client.js";
 import type { DeliveryJob } from "./deliverer.js";
 import { lowerThisThreadPriority } from "./thread-priority.js";
 
@@ -27,16 +27,14 @@ function reply(id: number, outcome: Outcome): void {
 
 port.on("message", (jobs: DeliveryJob[]) => {
   for (const job of jobs) {
-    postSigned({
+    deliverSigned({
       url: job.url,
       secret: job.secret,
       payload: job.payload,
       timeoutMs: job.timeoutMs,
       headers: job.headers,
     }).then(
-      // Only the outcome goes back: the bytes and signature stay here.
-      ({ bytes: _bytes, signature: _signature, durationMs: _durationMs, ...outcome }) =>
-        reply(job.id, outcome as Outcome),
+      (outcome) => reply(job.id, outcome),
       (err: unknown) =>
         reply(job.id, { kind: "retry", reason: `delivery failed: ${(err as Error).message}` }),
     );

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { classifyStatus, postSigned } from "./client.js";
+import { classifyStatus, deliverSigned, postSigned } from "./client.js";
 import { sign, verify } from "./signature.js";
 import { startServer, testAgents } from "./test-support/http.js";
 
@@ -86,7 +86,16 @@ describe("classification of every answer, against a real server", () => {
           assert.equal("body" in r ? r.body : undefined, c.body);
         }
         if (r.kind === "rejected") assert.match(r.reason, new RegExp(`${c.status}`));
-        assert.equal(srv.received.length, 1);
+        // The forwarder's variant: the same outcome, without the record of the request.
+        const outcome = await deliverSigned({
+          url: srv.url,
+          secret: SECRET,
+          payload: PAYLOAD,
+          dispatcher: agent(),
+        });
+        const { bytes: _b, signature: _s, durationMs: _d, ...expected } = r;
+        assert.deepEqual(outcome, expected);
+        assert.equal(srv.received.length, 2);
       } finally {
         await srv.close();
       }
@@ -296,6 +305,25 @@ describe("connections and failures", () => {
       assert.equal(r.kind, "rejected", url);
       assert.match(r.kind === "rejected" ? r.reason : "", /cannot request/);
     }
+  });
+
+  test("deliverSigned: the same failures, as outcomes; an unserialisable payload rejects", async () => {
+    const srv = await startServer(() => {});
+    const url = srv.url;
+    await srv.close();
+    const refused = await deliverSigned({ url, secret: SECRET, payload: PAYLOAD, dispatcher: agent() });
+    assert.equal(refused.kind, "retry");
+    assert.match(refused.kind === "retry" ? refused.reason : "", /ECONNREFUSED/);
+    const bad = await deliverSigned({
+      url: "not a url",
+      secret: SECRET,
+      payload: PAYLOAD,
+      dispatcher: agent(),
+    });
+    assert.equal(bad.kind, "rejected");
+    // A rejected promise, not a throw: the delivery thread answers it as a failed delivery.
+    const pending = deliverSigned({ url, secret: SECRET, payload: { n: 1n }, dispatcher: agent() });
+    await assert.rejects(pending, TypeError);
   });
 });
 

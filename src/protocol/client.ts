@@ -67,16 +67,34 @@ export function classifyStatus(status: number, body: string, retryAfter?: string
 
 /**
  * POSTs a payload to a protocol endpoint, signed with `X-Reamaze-Hmac-SHA256` over the exact bytes sent.
- * Never throws for network trouble: every ending is an Outcome.
+ * Never throws for network trouble: every ending is an Outcome, with the bytes, signature and duration.
  */
 export async function postSigned(opts: PostSignedOptions): Promise<Outcome & SentRequest> {
   const bytes = serialisePayload(opts.payload);
   const signature = sign(bytes, opts.secret);
   const started = performance.now();
+  const outcome = await exchangeSigned(bytes, signature, opts);
+  return Object.assign(outcome, { bytes, signature, durationMs: performance.now() - started });
+}
+
+/**
+ * `postSigned` without the record of the request: the Outcome alone. The forwarder's delivery thread sends
+ * thousands a second and keeps only the outcome; building the record (the timing and an object spread) and
+ * taking it apart again cost it ~9–15 µs of CPU per POST of ~35–50 (docs/PERFORMANCE.md, round 17).
+ */
+export function deliverSigned(opts: PostSignedOptions): Promise<Outcome> {
+  try {
+    const bytes = serialisePayload(opts.payload);
+    return exchangeSigned(bytes, sign(bytes, opts.secret), opts);
+  } catch (err) {
+    return Promise.reject(err); // as postSigned would: a payload that cannot be serialised is a rejection
+  }
+}
+
+async function exchangeSigned(bytes: Buffer, signature: string, opts: PostSignedOptions): Promise<Outcome> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   // undici's own headers/body timeouts bound the wait; no per-request timer or AbortSignal is allocated
   // (the forwarder sends thousands of these a second). The caller's signal, if any, is passed through.
-  const sent = (o: Outcome) => ({ ...o, bytes, signature, durationMs: performance.now() - started });
   try {
     const answer = await exchange(
       opts.dispatcher ?? defaultDispatcher(),
@@ -96,9 +114,9 @@ export async function postSigned(opts: PostSignedOptions): Promise<Outcome & Sen
       },
       ANSWER_KEEP,
     );
-    return sent(classifyStatus(answer.status, answer.body.toString("utf8"), answer.headers["retry-after"]));
+    return classifyStatus(answer.status, answer.body.toString("utf8"), answer.headers["retry-after"]);
   } catch (err) {
-    if (opts.signal?.aborted) return sent({ kind: "retry", reason: "aborted by caller" });
+    if (opts.signal?.aborted) return { kind: "retry", reason: "aborted by caller" };
     const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
     const code = e.code ?? e.cause?.code;
     if (
@@ -106,17 +124,17 @@ export async function postSigned(opts: PostSignedOptions): Promise<Outcome & Sen
       code === "UND_ERR_BODY_TIMEOUT" ||
       code === "UND_ERR_CONNECT_TIMEOUT"
     ) {
-      return sent({ kind: "retry", reason: `timed out after ${timeoutMs} ms` });
+      return { kind: "retry", reason: `timed out after ${timeoutMs} ms` };
     }
     if (code === "ERR_INVALID_URL" || code === "UND_ERR_INVALID_ARG" || err instanceof TypeError) {
       // A URL that cannot be requested will not get better by retrying.
-      return sent({
+      return {
         kind: "rejected",
         status: 0,
         reason: `cannot request ${opts.url}: ${e.message}`,
         body: "",
-      });
+      };
     }
-    return sent({ kind: "retry", reason: `network error: ${code ?? e.message}` });
+    return { kind: "retry", reason: `network error: ${code ?? e.message}` };
   }
 }
