@@ -20,7 +20,8 @@ export function helpdeskPayload(
     createdAt: number;
   },
 ): Buffer {
-  const us = { ...(channel.config.name ? { name: channel.config.name } : {}), phone: m.channelNumber };
+  const name = channel.config.name;
+  const us = name ? { name, phone: m.channelNumber } : { phone: m.channelNumber };
   const them = { phone: m.customer };
   const payload: IncomingSms = {
     id: m.id,

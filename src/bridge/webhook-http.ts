@@ -182,7 +182,10 @@ function readBody(
 function send(res: ServerResponse, a: HttpAnswer): void {
   if (res.headersSent || res.destroyed) return;
   const body = a.body ?? "";
-  res.writeHead(a.status, { ...a.headers, "content-length": Buffer.byteLength(body) });
+  // Not `{ ...a.headers, "content-length": … }`: on Node 20 a literal that starts with a spread costs ~0.4 µs
+  // per property after it (store.ts claimedAtInsert); this runs for every webhook. (Nor setHeader before
+  // writeHead, which sends writeHead down node:http's slower merging path.)
+  res.writeHead(a.status, Object.assign({ "content-length": Buffer.byteLength(body) }, a.headers));
   res.end(body);
 }
 
