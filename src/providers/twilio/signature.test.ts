@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
+import fc from "fast-check";
 import twilio from "twilio";
 import { createHarness } from "../test-support/harness.js";
 import type { RawRequest } from "../types.js";
@@ -335,5 +337,42 @@ describe("formParams: a webhook's form is decoded once for verify and parse", ()
     const again = formParams(body);
     assert.notEqual(again, first, "the cache holds recent requests only");
     assert.deepEqual(again, first);
+  });
+});
+
+describe("computeSignature over any form, against the twilio SDK", () => {
+  // Names from a small alphabet, so repeated names (several MediaUrl) and ties in the sort are common.
+  const pair = fc.tuple(
+    fc.constantFrom("A", "B", "Body", "MediaUrl", "a", "É", "_"),
+    fc.string({ maxLength: 6 }),
+  );
+  test("sorted by name, repeated values sorted and de-duplicated: as the SDK signs", () => {
+    fc.assert(
+      fc.property(fc.array(pair, { maxLength: 12 }), (params) => {
+        const sdk: Record<string, string | string[]> = {};
+        for (const [k, v] of params) {
+          const prev = sdk[k];
+          sdk[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+        }
+        assert.equal(
+          computeSignature(TOKEN, INBOUND, params, "sorted-unique"),
+          twilio.getExpectedTwilioSignature(TOKEN, INBOUND, sdk),
+        );
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("as-sent: one name's values in the order they came, names sorted", () => {
+    fc.assert(
+      fc.property(fc.array(pair, { maxLength: 12 }), (params) => {
+        const names = [...new Set(params.map(([k]) => k))].sort();
+        let data = INBOUND;
+        for (const n of names) for (const [k, v] of params) if (k === n) data += k + v;
+        const expected = createHmac("sha1", TOKEN).update(data, "utf8").digest("base64");
+        assert.equal(computeSignature(TOKEN, INBOUND, params, "as-sent"), expected);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
