@@ -33,7 +33,7 @@ import { ACCOUNT, PHONE, PUBLIC, TOKEN, twilioWebhook } from "./twilio-webhook.j
 import { wrkInstalled, wrkRun, wrkScript } from "./wrk.js";
 
 const SECRET = "bench-reamaze-secret";
-const CONNECTION_LEVELS = (process.env.BENCH_CONNECTIONS ?? "50,256").split(",").map(Number);
+const CONNECTION_LEVELS = (process.env.BENCH_CONNECTIONS ?? "50,256").split(",").filter(Boolean).map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 20_000);
 const WRK_CONNECTIONS = 50;
@@ -250,7 +250,7 @@ export default async function run(): Promise<BenchResult[]> {
     }
 
     // ---- durable ingest driven by wrk ----
-    if (wrkInstalled()) results.push(...(await wrkIngest(dir, sink, bare)));
+    if (wrkInstalled() && CONNECTION_LEVELS.length) results.push(...(await wrkIngest(dir, sink, bare)));
 
     // ---- forwarding from a standing backlog ----
     const backlogDb = join(dir, "backlog.db");
