@@ -8,7 +8,7 @@
 // The fixed-rate runs measure the steady state: each path first runs BENCH_REPLY_SETTLE_SECONDS at the rate
 // without counting them, and those seconds are reported on a row of their own (measured: 3,000 replies make a
 // p99 that one slow WAL sync can set, and the first ~100 ms after an idle spell add a few slow ones;
-// docs/PERFORMANCE.md, "The first seconds after an idle spell").
+// docs/performance-history.md, "The first seconds after an idle spell").
 //
 // Environment: BENCH_REPLY_RATE (default 1000/s), BENCH_REPLY_SECONDS (5), BENCH_REPLY_SETTLE_SECONDS (3),
 // BENCH_PROVIDER_DELAY_MS (0), BENCH_REPLY_EXTRA_IDLE_MS (0: an idle spell before the fixed-rate runs),
