@@ -3,7 +3,8 @@
 //   synchronous=FULL → acknowledged, while the forwarder runs; baseline: a bare node:http server. Next to it,
 //   the CPU each process spent per message (bridge, generator, sink) against the bare server's per request.
 //   Then once more at 50 connections with wrk as the generator, against wrk's bare figure (when wrk is
-//   installed): autocannon's own CPU caps its bare figure at about a third of the server's capacity.
+//   installed): autocannon's own CPU caps its bare figure at about a third of the server's capacity. And once
+//   at the first level with the forwarder off (a webhook-only instance): ingest's cost alone.
 // - forwarding: a standing backlog drained to a bare sink, each body signed; baseline: a plain keep-alive
 //   client POSTing the same bodies to the same sink at the same concurrency. Next to it, the bridge's CPU per
 //   forwarded message against the client's per request (steadier than the rates on a shared machine).
@@ -40,7 +41,7 @@ const WRK_CONNECTIONS = 50;
 /** Distinct pre-signed posts for the wrk ingest run: more than the bridge takes in BENCH_SECONDS here. */
 const WRK_POSTS = Number(process.env.BENCH_WRK_POSTS ?? 150_000);
 
-function config(dir: string, sinkUrl: string, db: string) {
+function config(dir: string, sinkUrl: string, db: string, forwarder = true) {
   const file = join(dir, `bridge-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(
     file,
@@ -48,6 +49,7 @@ function config(dir: string, sinkUrl: string, db: string) {
       server: benchServerConfig(PUBLIC),
       database: `sqlite:${db}`,
       log: { level: "info" },
+      ...(forwarder ? {} : { forwarder: { enabled: false } }),
       channels: [
         {
           id: "bench",
@@ -127,17 +129,18 @@ function since(a: Rounds, b: Rounds): Rounds {
 }
 
 /**
- * Messages per commit round: each round (commit, WAL sync, the forwarder's claim and outcome transactions
- * for it) has a cost of its own whatever it carries, so fewer messages per round cost more per message
- * (docs/performance-history.md, round 8). And how the forwarder took them: handed off as they were stored, or
- * claimed from the outbox (round 9).
+ * Messages per commit round (one WAL sync each): bigger rounds write fewer bytes per message, though round 18
+ * found that rounds twice as big leave the CPU per message where it was (docs/PERFORMANCE.md). And how the
+ * forwarder took them: handed off as they were stored, or claimed from the outbox (round 9).
  */
-function perRound(messages: number, r: Rounds): string {
+function perRound(messages: number, r: Rounds, forwarder = true): string {
+  const syncs = `${(messages / r.syncs).toFixed(1)} messages per WAL sync (${r.syncs} syncs)`;
+  if (!forwarder) return syncs;
   const claimed = r.atIngest + r.fromOutbox;
   const share = claimed ? `${Math.round((100 * r.atIngest) / claimed)}%` : "n/a";
   // The forwarder's pace beside ingest's: under 100% the outbox grew during the run (it drains afterwards).
   const kept = `the forwarder delivered ${Math.round((100 * r.delivered) / messages)}% as many messages meanwhile`;
-  return `${(messages / r.syncs).toFixed(1)} messages per WAL sync (${r.syncs} syncs); ${share} of the rows forwarded meanwhile were claimed at ingest; ${kept}`;
+  return `${syncs}; ${share} of the rows forwarded meanwhile were claimed at ingest; ${kept}`;
 }
 
 /** Cores busy on average over a run, all three processes together. */
@@ -181,7 +184,15 @@ export default async function run(): Promise<BenchResult[]> {
     // Two concurrency levels, the same for both servers: a bare server is CPU-bound and gains nothing from
     // more connections; a durable one acknowledges after a disk sync, so its throughput grows with how many
     // webhooks arrive together (they share a commit). Providers deliver webhooks concurrently.
-    for (const connections of CONNECTION_LEVELS) {
+    // Then once more at the first level with the forwarder off (`forwarder.enabled: false`, a webhook-only
+    // instance, deployment.md): what ingest costs alone, and so what forwarding each message adds beside it.
+    const ingestRuns = CONNECTION_LEVELS.map((connections) => ({ connections, forwarder: true }));
+    if (CONNECTION_LEVELS.length)
+      ingestRuns.push({ connections: CONNECTION_LEVELS[0] as number, forwarder: false });
+    for (const { connections, forwarder } of ingestRuns) {
+      const label = forwarder
+        ? `${connections} connections`
+        : `${connections} connections, webhook-only instance`;
       const bareCpu0 = cpuSeconds(bare.pid);
       const bareRun = await load({
         url: bare.url,
@@ -190,8 +201,8 @@ export default async function run(): Promise<BenchResult[]> {
         requests: twilioWebhook,
       });
       const bareCpu = cpuSeconds(bare.pid) - bareCpu0;
-      const db = join(dir, `ingest-${connections}.db`);
-      const bridge = await startBridge(config(dir, sink.url, db));
+      const db = join(dir, `ingest-${connections}${forwarder ? "" : "-webhook-only"}.db`);
+      const bridge = await startBridge(config(dir, sink.url, db, forwarder));
       let ingest: Awaited<ReturnType<typeof load>>;
       let cpu: { bridge: number; sink: number; gen: number };
       let written: number;
@@ -225,10 +236,10 @@ export default async function run(): Promise<BenchResult[]> {
       results.push(
         withBaseline(
           {
-            name: `durable ingest, ${connections} connections (Twilio webhooks → commit → ack)`,
+            name: `durable ingest, ${label} (Twilio webhooks → commit → ack)`,
             value: ingest.rps,
             unit: "msg/s",
-            note: `p50 ${ingest.p50} ms, p99 ${ingest.p99} ms; forwarder running`,
+            note: `p50 ${ingest.p50} ms, p99 ${ingest.p99} ms; ${forwarder ? "forwarder running" : "forwarder off (forwarder.enabled false): stored, acknowledged, not delivered"}`,
           },
           { name: "bare node:http", value: bareRun.rps },
         ),
@@ -239,10 +250,10 @@ export default async function run(): Promise<BenchResult[]> {
       results.push(
         withBaseline(
           {
-            name: `bridge CPU per ingested message, ${connections} connections`,
+            name: `bridge CPU per ingested message, ${label}`,
             value: us(cpu.bridge, ingest.total),
             unit: "µs",
-            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints) and its database keeps ${(kept / 1024).toFixed(2)} KiB per message; the main thread's event loop was busy ${Math.round(us(busy, ingest.total))} µs per message (${Math.round((100 * busy) / SECONDS)}% of the run), GC paused it ${(gc.totalMs / SECONDS).toFixed(0)} ms per second; ${perRound(ingest.total, rounds)}`,
+            note: `all threads; meanwhile the generator used ${Math.round(us(cpu.gen, ingest.total))} µs and the sink ${Math.round(us(cpu.sink, ingest.total))} µs per message, ${cpuCores(cpu, SECONDS)} of ${availableParallelism()} cores in all; the bridge wrote ${(written / ingest.total / 1024).toFixed(1)} KiB to disk per message (WAL and checkpoints) and its database keeps ${(kept / 1024).toFixed(2)} KiB per message; the main thread's event loop was busy ${Math.round(us(busy, ingest.total))} µs per message (${Math.round((100 * busy) / SECONDS)}% of the run), GC paused it ${(gc.totalMs / SECONDS).toFixed(0)} ms per second; ${perRound(ingest.total, rounds, forwarder)}`,
           },
           { name: "bare node:http CPU per request", value: us(bareCpu, bareRun.total) },
         ),

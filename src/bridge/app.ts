@@ -281,7 +281,11 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   forwarder = new Forwarder(store, channels, config.forwarder, metrics, log, now, {
     threadNice: config.server.backgroundNice,
   });
-  if (opts.forwarder !== false) forwarder.start();
+  if (opts.forwarder !== false && config.forwarder.enabled) forwarder.start();
+  else if (!config.forwarder.enabled)
+    log.warn(
+      "forwarder.enabled is false: this instance stores webhooks and sends staff replies, but delivers nothing to the helpdesk; an instance with the forwarder on the same database must",
+    );
   const retention = new RetentionSweeper(store, config.retention, metrics, log, now);
   retention.start();
   const fwRef = forwarder;

@@ -38,6 +38,7 @@ describe("config", () => {
     assert.deepEqual(config.channels[0]?.threading, { mode: "session", idleHours: 24 });
     assert.equal(config.reply.deadlineMs, 10_000);
     assert.equal(config.forwarder.maxAgeHours, 72);
+    assert.equal(config.forwarder.enabled, true, "every instance forwards unless told");
     assert.deepEqual(config.retention, { sweepMinutes: 60, batch: 200 }, "messages are kept unless told");
     assert.equal(providers.get("support")?.type, "twilio");
   });
@@ -147,6 +148,21 @@ describe("config", () => {
       expect: /^retention\.sweepMinutes: must be > 0$/,
     },
     {
+      name: "a webhook-only instance on an in-memory database (nothing could ever deliver)",
+      mutate: (c) => ({ ...c, forwarder: { enabled: false } }),
+      expect: /^forwarder\.enabled: false needs a database another instance can share/,
+    },
+    {
+      name: "a webhook-only instance on sqlite: with no file (in memory too)",
+      mutate: (c) => ({ ...c, database: "sqlite:", forwarder: { enabled: false } }),
+      expect: /^forwarder\.enabled: false needs a database another instance can share/,
+    },
+    {
+      name: "forwarder.enabled as a string",
+      mutate: (c) => ({ ...c, database: "sqlite:./x.db", forwarder: { enabled: "no" } }),
+      expect: /^forwarder\.enabled: /,
+    },
+    {
       name: "unknown retention key",
       mutate: (c) => ({ ...c, retention: { messageDays: 30 } }),
       expect: /^retention: .*messageDays/,
@@ -160,6 +176,13 @@ describe("config", () => {
         `expected ${c.expect} in:\n${p.join("\n")}`,
       );
     });
+  }
+});
+
+test("a webhook-only instance on a SQLite file or PostgreSQL is valid", () => {
+  for (const database of ["sqlite:./data/smsbridge.db", "postgres://smsbridge@db.internal/smsbridge"]) {
+    const { config } = validateConfig({ ...base(), database, forwarder: { enabled: false } }, env);
+    assert.equal(config.forwarder.enabled, false, database);
   }
 });
 

@@ -94,6 +94,8 @@ export const configSchema = z
       .default({ level: "info", maskPhones: false }),
     forwarder: z
       .object({
+        // false: a webhook-only instance; another instance on the same database delivers (deployment.md).
+        enabled: z.boolean().default(true),
         leaseMs: z.number().int().positive().default(60_000),
         maxAgeHours: z.number().positive().default(72),
         retryBaseMs: z.number().int().positive().default(1_000),
@@ -105,6 +107,7 @@ export const configSchema = z
       })
       .strict()
       .default({
+        enabled: true,
         leaseMs: 60_000,
         maxAgeHours: 72,
         retryBaseMs: 1_000,
@@ -215,6 +218,11 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   }
   if (problems.length || !r.success) throw new ConfigError(problems);
   const config = r.data;
+  // An in-memory database is this process's alone: with no forwarder here, nothing could ever deliver.
+  if (!config.forwarder.enabled && /^sqlite:(:memory:)?$/.test(config.database))
+    problems.push(
+      "forwarder.enabled: false needs a database another instance can share (a SQLite file or PostgreSQL); with sqlite::memory: nothing would ever deliver to the helpdesk",
+    );
   const providers: LoadedConfig["providers"] = new Map();
   const ids = new Set<string>();
   const numbers = new Map<string, string>();

@@ -32,7 +32,7 @@ export interface Loop {
 export interface LoopOptions {
   database?: string;
   threading?: { mode: "session" | "pair" | "helpdesk"; idleHours?: number };
-  forwarder?: Record<string, number>;
+  forwarder?: Record<string, number | boolean>;
   reply?: { deadlineMs: number };
   bodyLimit?: number;
   /** The channel's provider block (default: the simulator with SIM_SECRET). */

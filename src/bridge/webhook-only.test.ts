@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import { DIALECTS } from "../store/test-support/databases.js";
+import {
+  CHANNEL_PHONE,
+  eventually,
+  json,
+  type Loop,
+  sandboxExternalIds,
+  startLoop,
+} from "./test-support/loop.js";
+
+const CUSTOMER = "+15105550123";
+
+/** The simulator's customer phone sends an SMS to the channel; its provider posts the webhook to this bridge. */
+async function customerSends(loop: Loop, body: string): Promise<void> {
+  const res = await fetch(`${loop.bridge.url}/simulator/api/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ from: CUSTOMER, to: CHANNEL_PHONE, body }),
+  });
+  assert.equal(res.status, 201, `simulator send: ${await res.clone().text()}`);
+}
+
+/** Messages a bridge's forwarder took for delivery (smsbridge_outbox_claimed_total, both ways). */
+async function claimedBy(loop: Loop): Promise<number> {
+  const res = await fetch(`${loop.bridge.url}/metrics`);
+  let n = 0;
+  for (const m of (await res.text()).matchAll(/^smsbridge_outbox_claimed_total\{[^}]*\} (\d+)/gm))
+    n += Number(m[1]);
+  return n;
+}
+
+// `forwarder.enabled: false` (deployment.md, "Webhook-only instances"): the instance stores and acknowledges
+// webhooks and delivers nothing; an instance with the forwarder on the same database delivers them.
+for (const dialect of DIALECTS) {
+  describe(`a webhook-only instance, ${dialect.name}`, () => {
+    const open: Loop[] = [];
+    const dbs: Array<{ drop(): Promise<void> }> = [];
+    after(async () => {
+      for (const l of open.splice(0)) await l.close();
+      for (const d of dbs.splice(0)) await d.drop();
+    });
+
+    test("stores and acknowledges without delivering; a forwarding instance on the same database delivers", async () => {
+      const db = await dialect.make();
+      dbs.push(db);
+      const webhooksOnly = await startLoop({ database: db.url, forwarder: { enabled: false } });
+      open.push(webhooksOnly);
+      assert.match(webhooksOnly.logs(), /forwarder\.enabled is false/);
+
+      await customerSends(webhooksOnly, "stored by the webhook-only instance");
+      const stats = await eventually("the message pending in the outbox", async () => {
+        const s = await webhooksOnly.bridge.store.channelStats();
+        return s.find((c) => c.channelId === "support" && c.pending === 1);
+      });
+      assert.equal(stats.pending, 1);
+      // Its forwarder never started: a poll interval (50 ms here) several times over, and nothing left.
+      await new Promise((r) => setTimeout(r, 400));
+      assert.deepEqual(await sandboxExternalIds(webhooksOnly), []);
+      assert.equal(await claimedBy(webhooksOnly), 0);
+
+      const forwarding = await startLoop({ database: db.url });
+      open.push(forwarding);
+      const ids = await eventually("the message delivered by the forwarding instance", async () => {
+        const got = await sandboxExternalIds(forwarding);
+        return got.length ? got : undefined;
+      });
+      assert.equal(ids.length, 1);
+      assert.equal(await claimedBy(forwarding), 1);
+      const { conversations } = await json<{ conversations: Array<{ customer: { phone: string } }> }>(
+        await fetch(`${forwarding.sandbox.url}/api/conversations`),
+      );
+      assert.deepEqual(
+        conversations.map((c) => c.customer.phone),
+        [CUSTOMER],
+      );
+      // Still nothing from the webhook-only one, and nothing left pending.
+      assert.deepEqual(await sandboxExternalIds(webhooksOnly), []);
+      const after = await forwarding.bridge.store.channelStats();
+      assert.equal(after.find((c) => c.channelId === "support")?.pending ?? 0, 0);
+    });
+  });
+}
