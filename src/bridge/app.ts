@@ -284,7 +284,7 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   if (opts.forwarder !== false && config.forwarder.enabled) forwarder.start();
   else if (!config.forwarder.enabled)
     log.warn(
-      "forwarder.enabled is false: this instance stores webhooks and sends staff replies, but delivers nothing to the helpdesk; an instance with the forwarder on the same database must",
+      "forwarder.enabled is false: this instance stores webhooks and sends staff replies but delivers nothing to the helpdesk; another instance on the same database must run the forwarder",
     );
   const retention = new RetentionSweeper(store, config.retention, metrics, log, now);
   retention.start();
