@@ -686,6 +686,7 @@ describe("operations commands", { concurrency: true }, () => {
       assert.match(r.stdout, /^.*check\.yaml: valid\n/);
       assert.match(r.stdout, /database +postgres:\/\/smsbridge:\*\*\*@db\.internal:5432\/smsbridge/);
       assert.match(r.stdout, /\nretention +every message kept \(retention\.days not set\)\n/);
+      assert.match(r.stdout, /\nforwarder +delivers to each channel's helpdesk, retrying for up to 72 h\n/);
       assert.match(r.stdout, /channel support "Support"\n {2}numbers +\+16501234567, \+16501234568\n/);
       assert.match(
         r.stdout,
@@ -702,6 +703,19 @@ describe("operations commands", { concurrency: true }, () => {
         assert.ok(!r.stdout.includes(secret) && !r.stderr.includes(secret), "a secret reached the screen");
         assert.ok(!r.stdout.includes(secret.slice(-3)), "more than two characters of a secret shown");
       }
+    });
+
+    test("a webhook-only instance says so, in text and JSON", async () => {
+      const webhookOnly = join(tmp, "check-webhook-only.yaml");
+      writeFileSync(webhookOnly, `${readFileSync(file, "utf8")}forwarder:\n  enabled: false\n`);
+      const text = await cli(["check-config", "-c", webhookOnly], env);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(
+        text.stdout,
+        /\nforwarder +off \(forwarder\.enabled false\): a webhook-only instance; another instance on the same database must deliver\n/,
+      );
+      const json = await cli(["check-config", "-c", webhookOnly, "--json"], env);
+      assert.equal(JSON.parse(json.stdout).forwarder.enabled, false);
     });
 
     test("--json: the same summary as data", async () => {

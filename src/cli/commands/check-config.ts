@@ -102,6 +102,9 @@ function render(s: ReturnType<typeof summarise>): string {
   );
   out.push(`database   ${s.database}`);
   out.push(
+    `forwarder  ${s.forwarder.enabled ? `delivers to each channel's helpdesk, retrying for up to ${s.forwarder.maxAgeHours} h` : "off (forwarder.enabled false): a webhook-only instance; another instance on the same database must deliver"}`,
+  );
+  out.push(
     `retention  ${s.retention.days === undefined ? "every message kept (retention.days not set)" : `messages older than ${s.retention.days} days deleted, swept every ${s.retention.sweepMinutes} min`}`,
   );
   out.push(
