@@ -281,7 +281,8 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   forwarder = new Forwarder(store, channels, config.forwarder, metrics, log, now, {
     threadNice: config.server.backgroundNice,
   });
-  if (opts.forwarder !== false && config.forwarder.enabled) forwarder.start();
+  const forwards = opts.forwarder !== false && config.forwarder.enabled;
+  if (forwards) forwarder.start();
   else if (!config.forwarder.enabled)
     log.warn(
       "forwarder.enabled is false: this instance stores webhooks and sends staff replies but delivers nothing to the helpdesk; another instance on the same database must run the forwarder",
@@ -290,10 +291,14 @@ export async function startBridge(opts: StartBridgeOptions): Promise<RunningBrid
   retention.start();
   const fwRef = forwarder;
   // Other instances (PostgreSQL) commit rows too: their NOTIFY wakes this forwarder; polling is the backstop.
-  const unlisten = store.onOutboxChange(
-    () => fwRef.wake(),
-    (err) => log.warn({ err: err.message }, "outbox notifications interrupted; polling until they are back"),
-  );
+  // An instance that does not forward has nothing to wake, and keeps no connection for it.
+  const unlisten = forwards
+    ? store.onOutboxChange(
+        () => fwRef.wake(),
+        (err) =>
+          log.warn({ err: err.message }, "outbox notifications interrupted; polling until they are back"),
+      )
+    : async () => {};
   log.info(
     {
       url: localBase,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { DIALECTS } from "../store/test-support/databases.js";
+import pg from "pg";
+import { DIALECTS, PG_ADMIN_URL } from "../store/test-support/databases.js";
 import {
   CHANNEL_PHONE,
   eventually,
@@ -20,6 +21,21 @@ async function customerSends(loop: Loop, body: string): Promise<void> {
     body: JSON.stringify({ from: CUSTOMER, to: CHANNEL_PHONE, body }),
   });
   assert.equal(res.status, 201, `simulator send: ${await res.clone().text()}`);
+}
+
+/** PostgreSQL sessions on this database that LISTEN for outbox changes (one per forwarding instance). */
+async function listeners(url: string): Promise<number> {
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await admin.connect();
+  try {
+    const r = await admin.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
+      [new URL(url).pathname.slice(1)],
+    );
+    return r.rows[0].n as number;
+  } finally {
+    await admin.end();
+  }
 }
 
 /** Messages a bridge's forwarder took for delivery (smsbridge_outbox_claimed_total, both ways). */
@@ -68,6 +84,8 @@ for (const dialect of DIALECTS) {
       });
       assert.equal(ids.length, 1);
       assert.equal(await claimedBy(forwarding), 1);
+      // Only the forwarding instance keeps a connection to be woken by NOTIFY; the webhook-only one needs none.
+      if (dialect.name === "postgres") assert.equal(await listeners(db.url), 1);
       const { conversations } = await json<{ conversations: Array<{ customer: { phone: string } }> }>(
         await fetch(`${forwarding.sandbox.url}/api/conversations`),
       );
