@@ -6,6 +6,7 @@ import { scratchPostgres } from "../store/test-support/databases.js";
 import {
   ADMIN_TOKEN,
   CHANNEL_PHONE,
+  customerSends,
   eventually,
   json,
   type Loop,
@@ -36,15 +37,6 @@ interface PhoneMessage {
 }
 
 const CUSTOMER = "+15105559999";
-
-async function customerSends(loop: Loop, from: string, body: string) {
-  const res = await fetch(`${loop.bridge.url}/simulator/api/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ from, to: CHANNEL_PHONE, body }),
-  });
-  assert.equal(res.status, 201, `simulator send: ${await res.clone().text()}`);
-}
 
 async function conversations(loop: Loop, phone: string): Promise<Conversation[]> {
   const r = await json<{ conversations: Conversation[] }>(

@@ -3,7 +3,7 @@ import { after, describe, test } from "node:test";
 import pg from "pg";
 import { DIALECTS, PG_ADMIN_URL } from "../store/test-support/databases.js";
 import {
-  CHANNEL_PHONE,
+  customerSends,
   eventually,
   json,
   type Loop,
@@ -12,16 +12,6 @@ import {
 } from "./test-support/loop.js";
 
 const CUSTOMER = "+15105550123";
-
-/** The simulator's customer phone sends an SMS to the channel; its provider posts the webhook to this bridge. */
-async function customerSends(loop: Loop, body: string): Promise<void> {
-  const res = await fetch(`${loop.bridge.url}/simulator/api/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ from: CUSTOMER, to: CHANNEL_PHONE, body }),
-  });
-  assert.equal(res.status, 201, `simulator send: ${await res.clone().text()}`);
-}
 
 /** PostgreSQL sessions on this database that LISTEN for outbox changes (one per forwarding instance). */
 async function listeners(url: string): Promise<number> {
@@ -40,11 +30,7 @@ async function listeners(url: string): Promise<number> {
 
 /** Messages a bridge's forwarder took for delivery (smsbridge_outbox_claimed_total, both ways). */
 async function claimedBy(loop: Loop): Promise<number> {
-  const res = await fetch(`${loop.bridge.url}/metrics`);
-  let n = 0;
-  for (const m of (await res.text()).matchAll(/^smsbridge_outbox_claimed_total\{[^}]*\} (\d+)/gm))
-    n += Number(m[1]);
-  return n;
+  return (await loop.bridge.metrics.claimed.get()).values.reduce((n, v) => n + v.value, 0);
 }
 
 // `forwarder.enabled: false` (deployment.md, "Webhook-only instances"): the instance stores and acknowledges
@@ -65,7 +51,7 @@ for (const dialect of DIALECTS) {
       open.push(webhooksOnly);
       assert.match(webhooksOnly.logs(), /forwarder\.enabled is false/);
 
-      await customerSends(webhooksOnly, "stored by the webhook-only instance");
+      await customerSends(webhooksOnly, CUSTOMER, "stored by the webhook-only instance");
       const stats = await eventually("the message pending in the outbox", async () => {
         const s = await webhooksOnly.bridge.store.channelStats();
         return s.find((c) => c.channelId === "support" && c.pending === 1);

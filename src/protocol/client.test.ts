@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { classifyStatus, deliverSigned, postSigned } from "./client.js";
 import { sign, verify } from "./signature.js";
-import { startServer, testAgents } from "./test-support/http.js";
+import { closedServerUrl, startServer, testAgents } from "./test-support/http.js";
 
 const SECRET = "your_shared_secret";
 const PAYLOAD = {
@@ -216,9 +216,7 @@ describe("connections and failures", () => {
   });
 
   test("connection refused is a retry", async () => {
-    const srv = await startServer(() => {});
-    const url = srv.url;
-    await srv.close();
+    const url = await closedServerUrl();
     const r = await postSigned({ url, secret: SECRET, payload: PAYLOAD, dispatcher: agent() });
     assert.equal(r.kind, "retry");
     assert.equal("status" in r ? r.status : undefined, undefined);
@@ -308,9 +306,7 @@ describe("connections and failures", () => {
   });
 
   test("deliverSigned: the same failures, as outcomes; an unserialisable payload rejects", async () => {
-    const srv = await startServer(() => {});
-    const url = srv.url;
-    await srv.close();
+    const url = await closedServerUrl();
     const refused = await deliverSigned({ url, secret: SECRET, payload: PAYLOAD, dispatcher: agent() });
     assert.equal(refused.kind, "retry");
     assert.match(refused.kind === "retry" ? refused.reason : "", /ECONNREFUSED/);

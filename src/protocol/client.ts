@@ -80,8 +80,8 @@ export async function postSigned(opts: PostSignedOptions): Promise<Outcome & Sen
 /**
  * `postSigned` without the record of the request: the Outcome alone. The forwarder's delivery thread sends
  * thousands a second and keeps only the outcome; building the record (the timing and an object spread, a slow
- * path on Node 20) and taking it apart again cost it ~5 µs of CPU per POST of ~36–42 (docs/PERFORMANCE.md,
- * round 17).
+ * path on Node 20) and taking it apart again cost it ~5 µs of CPU per POST of ~36–42
+ * (docs/performance-history.md, round 17).
  */
 export function deliverSigned(opts: PostSignedOptions): Promise<Outcome> {
   try {

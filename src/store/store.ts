@@ -43,7 +43,7 @@ export function claimedAtInsert(
   row: Omit<ClaimedRow, "attempts" | "token">,
 ): ClaimedRow {
   // Spelled out: on Node 20 (V8 11.3) a literal that starts with a spread and adds properties costs ~0.5 µs per
-  // property added (docs/PERFORMANCE.md, round 17); this runs for every message ingested.
+  // property added (docs/performance-history.md, round 17); this runs for every message ingested.
   return {
     id: row.id,
     messageId: row.messageId,

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { Writable } from "node:stream";
 import { type RunningSandbox, startSandbox } from "../../sandbox/server.js";
@@ -102,6 +103,16 @@ export async function startLoop(opts: LoopOptions = {}): Promise<Loop> {
       await sandbox.close();
     },
   };
+}
+
+/** A customer's phone sends an SMS to the channel through the simulator, which posts the webhook to the bridge. */
+export async function customerSends(loop: Loop, from: string, body: string): Promise<void> {
+  const res = await fetch(`${loop.bridge.url}/simulator/api/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ from, to: CHANNEL_PHONE, body }),
+  });
+  assert.equal(res.status, 201, `simulator send: ${await res.clone().text()}`);
 }
 
 export async function json<T = Record<string, unknown>>(res: Response): Promise<T> {

@@ -47,6 +47,13 @@ export async function startServer(
   };
 }
 
+/** A loopback URL where nothing listens any more (a server started and closed): connecting is refused. */
+export async function closedServerUrl(): Promise<string> {
+  const srv = await startServer(() => {});
+  await srv.close();
+  return srv.url;
+}
+
 /** Keep-alive agents for one test file, closed after its tests. Call at the file's top level. */
 export function testAgents(): (connections?: number) => Agent {
   const agents: Agent[] = [];

@@ -63,7 +63,7 @@ export function signedString(url: string, params: Params, arrays: ArrayMode): st
 /**
  * The parameters' part of the signed string (the same for every URL form tried). A stable sort by name keeps
  * one name's values in the order they were sent. Every webhook passes here: sorting the pairs themselves takes
- * ~1.1 µs for the bench's 12-field form, grouping them in a Map first took ~1.6 (docs/PERFORMANCE.md, round 17).
+ * ~1.1 µs for the bench's 12-field form, grouping them in a Map first took ~1.6 (docs/performance-history.md, round 17).
  */
 function signedParamsString(params: Params, arrays: ArrayMode): string {
   const sorted = params.length < 2 ? params : [...params].sort(byName);
